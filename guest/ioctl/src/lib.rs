@@ -1,0 +1,1 @@
+//! Guest-side library for the Linux /dev/vboxguest ioctl ABI.

@@ -1,0 +1,1 @@
+//! Guest tools: the control CLI and the service daemon.

@@ -1,0 +1,1 @@
+//! The stable, versioned C ABI between the HGCM framework and service plugins.

@@ -1,0 +1,1 @@
+//! Safe Rust SDK for writing HGCM host services as plugins.

@@ -1,0 +1,1 @@
+//! The VMMDev device served over vfio-user, for QEMU and Cloud Hypervisor.
