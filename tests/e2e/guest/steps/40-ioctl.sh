@@ -1,0 +1,75 @@
+# Steps through the user-space ioctl interface of /dev/vboxguest and /dev/vboxuser (linux-guest.md §5,
+# §7 items 5-9). They drive the project's guest tool; each subcommand exits 0 exactly when the behaviour is
+# the expected one and otherwise prints a one-line reason.
+
+register_steps backdoor-log driver-version balloon vmmreq-hostver vmmreq-denied coredump wait-event-timeout \
+    wait-interrupt caps
+
+# The guest test tool (crate vmmdev-guest-tools). Steps that need it skip when the image has none.
+VBOXCTL_TEST=vboxctl-test
+
+# Checks that the tool and the driver are there; skips otherwise.
+require_tool() {
+    command -v "$VBOXCTL_TEST" >/dev/null || skip "$VBOXCTL_TEST is not in the image"
+    require_vmmdev
+    load_module vboxguest
+}
+
+# Runs the tool; a non-zero exit fails the step with the tool's last output line.
+vboxctl() {
+    require_tool
+    must "$VBOXCTL_TEST" "$@"
+}
+
+# Item 5: the LOG ioctl reaches the host's port-0x504 log (the host side checks the text).
+step_backdoor_log() {
+    vboxctl log hello-0x504
+}
+
+# Item 6: DRIVER_VERSION_INFO, answered by the driver itself.
+step_driver_version() {
+    vboxctl version
+}
+
+# Item 6: CHECK_BALLOON reports no chunks.
+step_balloon() {
+    vboxctl balloon
+}
+
+# Item 7: a GET_HOST_VERSION request passed through /dev/vboxuser reports the version sysfs shows.
+step_vmmreq_hostver() {
+    out=$(vboxctl vmmreq-hostver /dev/vboxuser)
+    version=$(cat /sys/bus/pci/drivers/vboxguest/*/host_version 2>/dev/null | head -n 1)
+    [ -n "$version" ] || fail "no host_version in sysfs to compare with"
+    case "$out" in
+    *"$version"*) ;;
+    *) fail "tool printed '$(one_line "$out")', sysfs host_version is $version" ;;
+    esac
+}
+
+# Item 8: request types user space may not pass through are refused with EPERM by the driver.
+step_vmmreq_denied() {
+    vboxctl vmmreq-denied /dev/vboxuser 218
+    vboxctl vmmreq-denied /dev/vboxuser 63
+    vboxctl vmmreq-denied /dev/vboxguest 63
+}
+
+# Item 8: WRITE_CORE_DUMP returns the host's answer without stopping the VM.
+step_coredump() {
+    vboxctl coredump
+}
+
+# Item 9: WAIT_FOR_EVENTS on a filtered event times out.
+step_wait_event_timeout() {
+    vboxctl wait-event 0x4 200
+}
+
+# Item 9: INTERRUPT_ALL_WAIT_FOR_EVENTS from a second thread ends a waiter with EINTR.
+step_wait_interrupt() {
+    vboxctl wait-interrupt
+}
+
+# Item 9: CHANGE_GUEST_CAPABILITIES sets the session's and the global capabilities.
+step_caps() {
+    vboxctl caps 0x4
+}
