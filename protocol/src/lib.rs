@@ -40,5 +40,6 @@
 mod macros;
 
 pub mod status;
+pub mod vmmdev;
 
 pub use status::Status;

@@ -8,7 +8,7 @@
 
 /// Declares a transparent newtype over an integer with named associated constants.
 ///
-/// Generated items: the constants, `ALL` (every named value, in declaration order), `name()`,
+/// Generated items: the constants, `KNOWN` (every named value, in declaration order), `name()`,
 /// `raw()`, `From` conversions in both directions, and `Debug`/`Display` that print the name
 /// when the value is known and the number otherwise. Each value must be a literal so that a
 /// duplicate shows up as an unreachable pattern in `name()` at compile time.
@@ -33,7 +33,7 @@ macro_rules! protocol_codes {
             )*
 
             /// Every named value, in declaration order.
-            pub const ALL: &'static [Self] = &[$(Self::$name),*];
+            pub const KNOWN: &'static [Self] = &[$(Self::$name),*];
 
             /// Returns the protocol name of this value, or `None` if the value is not a known one.
             pub const fn name(self) -> Option<&'static str> {

@@ -365,7 +365,10 @@ mod tests {
             (Status::VERR_HGCM_SERVICE_EXISTS, -2907),
             (Status::VERR_HGCM_TOO_MANY_CLIENTS, -2908),
             (Status::VERR_HGCM_TOO_MANY_CLIENT_CALLS, -2909),
-            (Status::VERR_VMMDEV_CPU_HOTPLUG_NOT_MONITORED_BY_GUEST, -4700),
+            (
+                Status::VERR_VMMDEV_CPU_HOTPLUG_NOT_MONITORED_BY_GUEST,
+                -4700,
+            ),
             (Status::VERR_SHCLPB_MAX_EVENTS_REACHED, -7106),
             (Status::VERR_MISMATCH, -22408),
             (Status::VERR_WRONG_TYPE, -22409),
@@ -380,16 +383,21 @@ mod tests {
 
     #[test]
     fn every_named_code_reports_its_own_name() {
-        for status in Status::ALL {
+        for status in Status::KNOWN {
             let name = status.name().expect("named constant has a name");
-            assert!(name.starts_with("VINF_") || name.starts_with("VWRN_") || name.starts_with("VERR_"));
+            assert!(
+                name.starts_with("VINF_") || name.starts_with("VWRN_") || name.starts_with("VERR_")
+            );
             assert_eq!(Status::from(status.raw()), *status);
         }
     }
 
     #[test]
     fn display_shows_name_and_number() {
-        assert_eq!(format!("{}", Status::VERR_FILE_NOT_FOUND), "VERR_FILE_NOT_FOUND (-102)");
+        assert_eq!(
+            format!("{}", Status::VERR_FILE_NOT_FOUND),
+            "VERR_FILE_NOT_FOUND (-102)"
+        );
     }
 
     #[test]
