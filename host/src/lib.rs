@@ -1,1 +1,24 @@
-//! The HGCM host-service framework: clients, per-service threads, asynchronous calls, cancellation, plugins, save/restore.
+//! The HGCM host-service framework: clients, per-service threads, asynchronous calls,
+//! cancellation, plugins, save/restore.
+
+mod config;
+mod hgcm;
+mod notify;
+mod request;
+mod snapshot;
+
+pub use config::{HgcmConfig, Limits};
+pub use hgcm::{
+    Hgcm, HostCallError, LoadError, RegisterError, RestoreError, SaveError, ServiceInfo,
+    ServiceName,
+};
+pub use notify::{MAX_NOTIFICATION_PAYLOAD, SUBSCRIBER_CAPACITY, ServiceNotification};
+pub use request::{
+    CallOutcome, CallRequest, CancelError, Completion, ConnectOutcome, DisconnectOutcome,
+    RequestId, SubmitError,
+};
+pub use snapshot::{HgcmSnapshot, PendingKind, PendingRequest, SnapshotError};
+pub use vmmdev_hgcm_abi::{
+    Buffer, BufferError, ClientCategory, ClientId, Direction, LoadEntry, Parm, Requestor, VmEvent,
+    status,
+};

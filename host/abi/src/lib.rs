@@ -1,1 +1,20 @@
-//! The stable, versioned C ABI between the HGCM framework and service plugins.
+//! The contract between the HGCM framework and its services.
+//!
+//! * [`ffi`]: the versioned, repr(C) plugin ABI (mirrored by `host/include/vmmdev_hgcm_plugin.h`):
+//!   the load entry point, the host API table, the plugin table and the parameter layout.
+//! * [`params`]: the Rust form of call parameters ([`Parm`], [`Buffer`]), shared by the framework,
+//!   the VMMDev device and the SDK, so there is exactly one definition.
+//! * [`types`]: client ids, requestor bits, client categories, VM events.
+//! * [`status`]: the VirtualBox status codes services answer with.
+//!
+//! Nothing here does I/O or spawns threads; the framework lives in `vmmdev-hgcm`, the safe service
+//! API in `vmmdev-hgcm-sdk`.
+
+pub mod ffi;
+pub mod params;
+pub mod status;
+pub mod types;
+
+pub use ffi::LoadEntry;
+pub use params::{Buffer, BufferError, Direction, Parm, ParmError, ParmsExt};
+pub use types::{ClientCategory, ClientId, Requestor, UserClass, VmEvent};
