@@ -1,1 +1,45 @@
-//! Guest-side library for the Linux /dev/vboxguest ioctl ABI.
+//! Guest-side library for the Linux vboxguest ioctl interface (`/dev/vboxguest`, `/dev/vboxuser`).
+//!
+//! A guest program opens a [`Device`] (one driver session; the version handshake happens on open)
+//! and uses it to log to the host, wait for VMMDev events, manage its event filter and guest
+//! capabilities, query the balloon, request a core dump, pass raw VMMDev requests through, and talk
+//! to HGCM host services through [`HgcmClient`]s.
+//!
+//! The library builds every ioctl buffer itself, byte for byte as the driver's uapi header defines
+//! it ([`wire`]), and hands it to a [`GuestTransport`]. [`LinuxTransport`] issues real `ioctl(2)`s;
+//! another transport (an in-process guest, a test double) can serve the same API.
+//!
+//! ```no_run
+//! use vmmdev_guest_ioctl::{CallOptions, Device, Node, Param};
+//!
+//! # fn main() -> Result<(), vmmdev_guest_ioctl::Error> {
+//! let device = Device::open(Node::User)?;
+//! device.log("hello from the guest")?;
+//! let client = device.connect("VBoxGuestPropSvc")?;
+//! let mut reply = [0u8; 64];
+//! let mut params = [Param::In(b"ping\0"), Param::out(&mut reply)];
+//! client.call(1, &mut params, CallOptions::default())?;
+//! println!("host wrote {:?}", params[1].returned());
+//! client.disconnect()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Errors are one [`Error`] type: a missing driver, a denied operation, an interrupted or timed-out
+//! wait and a host failure status each have their own variant.
+
+mod device;
+mod error;
+#[cfg(test)]
+mod fake;
+mod hgcm;
+mod linux;
+mod transport;
+pub mod wire;
+
+pub use device::{AcquireMode, BalloonInfo, Device, DriverVersion, GuestCapabilities};
+pub use error::{Error, Operation, Result};
+pub use hgcm::{CallOptions, ClientId, HgcmClient, Param};
+pub use linux::{LinuxTransport, Node};
+pub use transport::{Errno, GuestTransport};
+pub use vmmdev_protocol::Status;

@@ -1,0 +1,109 @@
+//! A scripted [`GuestTransport`] for unit tests: records every ioctl and plays back answers.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use crate::transport::{Errno, GuestTransport};
+
+/// What the fake driver does with one ioctl buffer.
+type Answer = Box<dyn FnOnce(&mut [u8]) -> Result<(), Errno> + Send>;
+
+/// An ioctl as the driver received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Recorded {
+    pub(crate) request: u32,
+    pub(crate) buffer: Vec<u8>,
+}
+
+/// Answers ioctls in order from a script; once the script is exhausted every ioctl succeeds and
+/// leaves the buffer as sent. The first answer is always a successful version handshake.
+pub(crate) struct FakeTransport {
+    recorded: Mutex<Vec<Recorded>>,
+    answers: Mutex<VecDeque<Answer>>,
+}
+
+impl FakeTransport {
+    /// A driver that grants interface version 1.0.
+    pub(crate) fn new() -> Self {
+        Self::without_handshake().then(|buffer| {
+            put_u32(buffer, 24, 0x0001_0000);
+            put_u32(buffer, 28, 0x0001_0000);
+            Ok(())
+        })
+    }
+
+    /// A driver whose first answer is the next one scripted.
+    pub(crate) fn without_handshake() -> Self {
+        Self {
+            recorded: Mutex::new(Vec::new()),
+            answers: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Scripts the answer to the next unanswered ioctl.
+    pub(crate) fn then(
+        self,
+        answer: impl FnOnce(&mut [u8]) -> Result<(), Errno> + Send + 'static,
+    ) -> Self {
+        self.answers.lock().unwrap().push_back(Box::new(answer));
+        self
+    }
+
+    /// Scripts the next ioctl to fail with `errno`.
+    pub(crate) fn then_fail(self, errno: i32) -> Self {
+        self.then(move |_| Err(Errno(errno)))
+    }
+
+    /// Every ioctl received so far, the handshake included.
+    pub(crate) fn recorded(&self) -> Vec<Recorded> {
+        self.recorded.lock().unwrap().clone()
+    }
+
+    /// The last ioctl received.
+    pub(crate) fn last(&self) -> Recorded {
+        self.recorded().pop().expect("no ioctl was issued")
+    }
+}
+
+impl std::fmt::Debug for FakeTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeTransport")
+            .field("recorded", &self.recorded.lock().unwrap().len())
+            .field("answers", &self.answers.lock().unwrap().len())
+            .finish()
+    }
+}
+
+impl GuestTransport for FakeTransport {
+    unsafe fn ioctl(&self, request: u32, buffer: &mut [u8]) -> Result<(), Errno> {
+        self.recorded.lock().unwrap().push(Recorded {
+            request,
+            buffer: buffer.to_vec(),
+        });
+        let answer = self.answers.lock().unwrap().pop_front();
+        match answer {
+            Some(answer) => answer(buffer),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Writes a little-endian u32 at `offset`.
+pub(crate) fn put_u32(buffer: &mut [u8], offset: usize, value: u32) {
+    buffer[offset..offset + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Writes a little-endian i32 at `offset`.
+pub(crate) fn put_i32(buffer: &mut [u8], offset: usize, value: i32) {
+    buffer[offset..offset + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Reads a little-endian u32 at `offset`.
+pub(crate) fn get_u32(buffer: &[u8], offset: usize) -> u32 {
+    u32::from_le_bytes(buffer[offset..offset + 4].try_into().unwrap())
+}
+
+/// Reads a little-endian u64 at `offset`.
+pub(crate) fn get_u64(buffer: &[u8], offset: usize) -> u64 {
+    u64::from_le_bytes(buffer[offset..offset + 8].try_into().unwrap())
+}
