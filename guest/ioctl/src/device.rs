@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use vmmdev_protocol::status::Status;
+use vmmdev_protocol::vmmdev::{Events, GuestCapabilities, RequestType};
 use zerocopy::little_endian::U32;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -29,11 +30,11 @@ pub struct DriverVersion {
 
 /// Guest capability masks after `CHANGE_GUEST_CAPABILITIES`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GuestCapabilities {
+pub struct CapabilityState {
     /// The capabilities this session has set.
-    pub session: u32,
+    pub session: GuestCapabilities,
     /// The capabilities reported to the host on behalf of all sessions.
-    pub global: u32,
+    pub global: GuestCapabilities,
 }
 
 /// What `ACQUIRE_GUEST_CAPABILITIES` should do with the given capabilities.
@@ -115,24 +116,24 @@ impl<T: GuestTransport> Device<T> {
         host_status(op, &buffer).map(drop)
     }
 
-    /// Waits until one of `events` (VMMDev event bits) is pending for this session and returns the
-    /// pending ones, consuming them. `None` waits without a time limit.
+    /// Waits until one of `events` is pending for this session and returns the pending ones,
+    /// consuming them. `None` waits without a time limit.
     ///
     /// Events only arrive if they are in the session's filter ([`Device::change_filter_mask`]).
     /// Fails with [`Error::TimedOut`] when the timeout expires and with [`Error::Interrupted`] on a
     /// signal or once [`Device::interrupt_all_waiters`] has been called on this session.
-    pub fn wait_for_events(&self, events: u32, timeout: Option<Duration>) -> Result<u32> {
+    pub fn wait_for_events(&self, events: Events, timeout: Option<Duration>) -> Result<Events> {
         let input = wire::WaitForEventsIn {
             hdr: header::<wire::WaitForEventsIn, wire::WaitForEventsOut>(),
             timeout_ms: U32::new(timeout_ms(timeout)),
-            events: U32::new(events),
+            events: U32::new(events.bits()),
         };
         let output: wire::WaitForEventsOut = self.exchange(
             Operation::WaitForEvents,
             wire::IOCTL_WAIT_FOR_EVENTS,
             &input,
         )?;
-        Ok(output.events.get())
+        Ok(Events::from_bits_retain(output.events.get()))
     }
 
     /// Makes every current and future [`Device::wait_for_events`] of this session fail with
@@ -147,14 +148,13 @@ impl<T: GuestTransport> Device<T> {
         .map(drop)
     }
 
-    /// Adds `or_mask` to and then removes `not_mask` from this session's event filter (both within
-    /// the valid event bits `0x7ff`). The driver tells the host whenever the union over all sessions
-    /// changes.
-    pub fn change_filter_mask(&self, or_mask: u32, not_mask: u32) -> Result<()> {
+    /// Adds `or_mask` to and then removes `not_mask` from this session's event filter. The driver
+    /// tells the host whenever the union over all sessions changes.
+    pub fn change_filter_mask(&self, or_mask: Events, not_mask: Events) -> Result<()> {
         let input = wire::MaskChangeIn {
             hdr: header::<wire::MaskChangeIn, IoctlHeader>(),
-            or_mask: U32::new(or_mask),
-            not_mask: U32::new(not_mask),
+            or_mask: U32::new(or_mask.bits()),
+            not_mask: U32::new(not_mask.bits()),
         };
         self.exchange::<_, IoctlHeader>(
             Operation::ChangeFilterMask,
@@ -164,36 +164,36 @@ impl<T: GuestTransport> Device<T> {
         .map(drop)
     }
 
-    /// Sets `or_mask` and clears `not_mask` in this session's guest capabilities (shared mode;
-    /// bits within `0x7`) and returns the resulting session and global masks.
+    /// Sets `or_mask` and clears `not_mask` in this session's guest capabilities (shared mode) and
+    /// returns the resulting session and global masks.
     pub fn change_guest_capabilities(
         &self,
-        or_mask: u32,
-        not_mask: u32,
-    ) -> Result<GuestCapabilities> {
+        or_mask: GuestCapabilities,
+        not_mask: GuestCapabilities,
+    ) -> Result<CapabilityState> {
         let input = wire::MaskChangeIn {
             hdr: header::<wire::MaskChangeIn, wire::SetGuestCapsOut>(),
-            or_mask: U32::new(or_mask),
-            not_mask: U32::new(not_mask),
+            or_mask: U32::new(or_mask.bits()),
+            not_mask: U32::new(not_mask.bits()),
         };
         let output: wire::SetGuestCapsOut = self.exchange(
             Operation::ChangeGuestCapabilities,
             wire::IOCTL_CHANGE_GUEST_CAPABILITIES,
             &input,
         )?;
-        Ok(GuestCapabilities {
-            session: output.session_caps.get(),
-            global: output.global_caps.get(),
+        Ok(CapabilityState {
+            session: GuestCapabilities::from_bits_retain(output.session_caps.get()),
+            global: GuestCapabilities::from_bits_retain(output.global_caps.get()),
         })
     }
 
-    /// Acquires `or_mask` and releases `not_mask` exclusively for this session (acquire mode; bits
-    /// within `0x7`), or with [`AcquireMode::ConfigureOnly`] only marks them as acquire-mode
-    /// capabilities. A capability another session holds makes the driver fail with `EBUSY`.
+    /// Acquires `or_mask` and releases `not_mask` exclusively for this session (acquire mode), or
+    /// with [`AcquireMode::ConfigureOnly`] only marks them as acquire-mode capabilities. A
+    /// capability another session holds makes the driver fail with `EBUSY`.
     pub fn acquire_guest_capabilities(
         &self,
-        or_mask: u32,
-        not_mask: u32,
+        or_mask: GuestCapabilities,
+        not_mask: GuestCapabilities,
         mode: AcquireMode,
     ) -> Result<()> {
         let flags = match mode {
@@ -203,8 +203,8 @@ impl<T: GuestTransport> Device<T> {
         let input = wire::AcquireGuestCapsIn {
             hdr: header::<wire::AcquireGuestCapsIn, IoctlHeader>(),
             flags: U32::new(flags),
-            or_mask: U32::new(or_mask),
-            not_mask: U32::new(not_mask),
+            or_mask: U32::new(or_mask.bits()),
+            not_mask: U32::new(not_mask.bits()),
         };
         self.exchange::<_, IoctlHeader>(
             Operation::AcquireGuestCapabilities,
@@ -245,9 +245,9 @@ impl<T: GuestTransport> Device<T> {
     /// header (size, version, type; `rc` and the requestor field zero) and sends the body as given.
     /// The host's answer is written back over `request`. The driver only lets some request types
     /// through, and fewer on [`Node::User`]; a refused type is [`Error::PermissionDenied`].
-    pub fn vmmdev_request(&self, request_type: u32, request: &mut [u8]) -> Result<Status> {
+    pub fn vmmdev_request(&self, request_type: RequestType, request: &mut [u8]) -> Result<Status> {
         let op = Operation::VmmdevRequest { request_type };
-        if request_type == 0 {
+        if request_type == RequestType::INVALID_REQUEST {
             return Err(Error::bad_argument(
                 op,
                 "request type 0 is not a VMMDev request",
@@ -260,7 +260,7 @@ impl<T: GuestTransport> Device<T> {
                 format!("request is {size} bytes, expected 24 to 1048576"),
             ));
         }
-        let header = IoctlHeader::new(request_type, size, size);
+        let header = IoctlHeader::new(request_type.raw(), size, size);
         header
             .write_to_prefix(request)
             .map_err(|_| Error::bad_argument(op.clone(), "request shorter than its header"))?;
@@ -460,9 +460,12 @@ mod tests {
         });
         let device = device(fake);
         let events = device
-            .wait_for_events(0x4, Some(Duration::from_millis(200)))
+            .wait_for_events(
+                Events::DISPLAY_CHANGE_REQUEST,
+                Some(Duration::from_millis(200)),
+            )
             .unwrap();
-        assert_eq!(events, 0x4);
+        assert_eq!(events, Events::DISPLAY_CHANGE_REQUEST);
         let wait = device.transport().last();
         assert_eq!(wait.request, 0xC020_560A);
         assert_eq!(wait.buffer.len(), 32);
@@ -474,7 +477,7 @@ mod tests {
     #[test]
     fn wait_for_events_without_timeout_waits_forever() {
         let device = device(FakeTransport::new());
-        device.wait_for_events(0x1, None).unwrap();
+        device.wait_for_events(Events::RESTORED, None).unwrap();
         assert_eq!(get_u32(&device.transport().last().buffer, 24), u32::MAX);
     }
 
@@ -482,7 +485,10 @@ mod tests {
     fn expired_wait_is_timed_out() {
         let device = device(FakeTransport::new().then_fail(libc::ETIMEDOUT));
         let err = device
-            .wait_for_events(0x4, Some(Duration::from_millis(1)))
+            .wait_for_events(
+                Events::DISPLAY_CHANGE_REQUEST,
+                Some(Duration::from_millis(1)),
+            )
             .unwrap_err();
         assert!(
             matches!(
@@ -498,7 +504,9 @@ mod tests {
     #[test]
     fn wait_ended_by_a_signal_is_interrupted() {
         let device = device(FakeTransport::new().then_fail(libc::EINTR));
-        let err = device.wait_for_events(0x4, None).unwrap_err();
+        let err = device
+            .wait_for_events(Events::DISPLAY_CHANGE_REQUEST, None)
+            .unwrap_err();
         assert!(matches!(err, Error::Interrupted { .. }), "{err:?}");
     }
 
@@ -515,7 +523,12 @@ mod tests {
     #[test]
     fn change_filter_mask_sends_both_masks() {
         let device = device(FakeTransport::new());
-        device.change_filter_mask(0x4, 0x40).unwrap();
+        device
+            .change_filter_mask(
+                Events::DISPLAY_CHANGE_REQUEST,
+                Events::BALLOON_CHANGE_REQUEST,
+            )
+            .unwrap();
         let change = device.transport().last();
         assert_eq!(change.request, 0xC020_560C);
         assert_header(&change.buffer, 32, 24);
@@ -531,12 +544,14 @@ mod tests {
             Ok(())
         });
         let device = device(fake);
-        let caps = device.change_guest_capabilities(0x4, 0).unwrap();
+        let caps = device
+            .change_guest_capabilities(GuestCapabilities::GRAPHICS, GuestCapabilities::empty())
+            .unwrap();
         assert_eq!(
             caps,
-            GuestCapabilities {
-                session: 0x4,
-                global: 0x5
+            CapabilityState {
+                session: GuestCapabilities::GRAPHICS,
+                global: GuestCapabilities::GRAPHICS | GuestCapabilities::SEAMLESS
             }
         );
         let change = device.transport().last();
@@ -550,7 +565,11 @@ mod tests {
     fn acquire_in_configure_only_mode_sets_the_config_flag() {
         let device = device(FakeTransport::new());
         device
-            .acquire_guest_capabilities(0x1, 0x2, AcquireMode::ConfigureOnly)
+            .acquire_guest_capabilities(
+                GuestCapabilities::SEAMLESS,
+                GuestCapabilities::GUEST_HOST_WINDOW_MAPPING,
+                AcquireMode::ConfigureOnly,
+            )
             .unwrap();
         let acquire = device.transport().last();
         assert_eq!(acquire.request, 0xC024_560D);
@@ -564,7 +583,11 @@ mod tests {
     fn busy_capability_reports_the_errno() {
         let device = device(FakeTransport::new().then_fail(libc::EBUSY));
         let err = device
-            .acquire_guest_capabilities(0x1, 0, AcquireMode::Acquire)
+            .acquire_guest_capabilities(
+                GuestCapabilities::SEAMLESS,
+                GuestCapabilities::empty(),
+                AcquireMode::Acquire,
+            )
             .unwrap_err();
         assert!(
             matches!(err, Error::Os { errno, .. } if errno.raw() == libc::EBUSY),
@@ -616,7 +639,9 @@ mod tests {
         });
         let device = device(fake);
         let mut request = [0xAAu8; 40];
-        let status = device.vmmdev_request(4, &mut request).unwrap();
+        let status = device
+            .vmmdev_request(RequestType::GET_HOST_VERSION, &mut request)
+            .unwrap();
         assert_eq!(status, Status::VINF_SUCCESS);
         let sent = device.transport().last();
         assert_eq!(sent.request, 0xC028_5602);
@@ -634,7 +659,9 @@ mod tests {
     fn vmmdev_request_too_large_for_the_size_field_uses_the_big_ioctl() {
         let device = device(FakeTransport::new());
         let mut request = vec![0u8; 20_000];
-        device.vmmdev_request(10, &mut request).unwrap();
+        device
+            .vmmdev_request(RequestType::GET_HOST_TIME, &mut request)
+            .unwrap();
         let sent = device.transport().last();
         assert_eq!(sent.request, 0x5603);
         assert_eq!(get_u32(&sent.buffer, 0), 20_000);
@@ -644,12 +671,16 @@ mod tests {
     fn vmmdev_request_refused_by_the_driver_is_permission_denied() {
         let device = device(FakeTransport::new().then_fail(libc::EPERM));
         let mut request = [0u8; 28];
-        let err = device.vmmdev_request(218, &mut request).unwrap_err();
+        let err = device
+            .vmmdev_request(RequestType::WRITE_CORE_DUMP, &mut request)
+            .unwrap_err();
         assert!(
             matches!(
                 err,
                 Error::PermissionDenied {
-                    op: Operation::VmmdevRequest { request_type: 218 }
+                    op: Operation::VmmdevRequest {
+                        request_type: RequestType::WRITE_CORE_DUMP
+                    }
                 }
             ),
             "{err:?}"
@@ -660,7 +691,9 @@ mod tests {
     fn vmmdev_request_shorter_than_its_header_is_refused_without_an_ioctl() {
         let device = device(FakeTransport::new());
         let mut request = [0u8; 23];
-        let err = device.vmmdev_request(4, &mut request).unwrap_err();
+        let err = device
+            .vmmdev_request(RequestType::GET_HOST_VERSION, &mut request)
+            .unwrap_err();
         assert!(matches!(err, Error::BadArgument { .. }), "{err:?}");
         assert_eq!(device.transport().recorded().len(), 1, "only the handshake");
     }

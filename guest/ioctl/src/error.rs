@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use vmmdev_protocol::status::Status;
+use vmmdev_protocol::vmmdev::RequestType;
 
 use crate::transport::Errno;
 
@@ -25,7 +26,7 @@ pub enum Operation {
     /// `VBG_IOCTL_VMMDEV_REQUEST` / `VBG_IOCTL_VMMDEV_REQUEST_BIG` with a VMMDev request type.
     VmmdevRequest {
         /// The VMMDev request type that was passed through.
-        request_type: u32,
+        request_type: RequestType,
     },
     /// `VBG_IOCTL_HGCM_CONNECT`.
     HgcmConnect,
@@ -60,7 +61,7 @@ impl fmt::Display for Operation {
             Self::Open { path } => write!(f, "open {}", path.display()),
             Self::DriverVersionInfo => f.write_str("DRIVER_VERSION_INFO"),
             Self::VmmdevRequest { request_type } => {
-                write!(f, "VMMDEV_REQUEST (type {request_type})")
+                write!(f, "VMMDEV_REQUEST of {request_type}")
             }
             Self::HgcmConnect => f.write_str("HGCM_CONNECT"),
             Self::HgcmDisconnect => f.write_str("HGCM_DISCONNECT"),

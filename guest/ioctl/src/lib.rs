@@ -37,9 +37,10 @@ mod linux;
 mod transport;
 pub mod wire;
 
-pub use device::{AcquireMode, BalloonInfo, Device, DriverVersion, GuestCapabilities};
+pub use device::{AcquireMode, BalloonInfo, CapabilityState, Device, DriverVersion};
 pub use error::{Error, Operation, Result};
 pub use hgcm::{CallOptions, ClientId, HgcmClient, Param};
 pub use linux::{LinuxTransport, Node};
 pub use transport::{Errno, GuestTransport};
 pub use vmmdev_protocol::Status;
+pub use vmmdev_protocol::vmmdev::{Events, GuestCapabilities, RequestType};
