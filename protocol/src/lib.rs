@@ -39,6 +39,7 @@
 #[macro_use]
 mod macros;
 
+pub mod hgcm;
 pub mod status;
 pub mod vmmdev;
 
