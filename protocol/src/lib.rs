@@ -40,6 +40,7 @@
 mod macros;
 
 pub mod hgcm;
+pub mod ioctl;
 pub mod status;
 pub mod vmmdev;
 
