@@ -1,1 +1,8 @@
-//! Guest tools: the control CLI and the service daemon.
+//! Guest tools: building blocks of the guest-side programs, such as the `vboxctl-test` checker.
+//!
+//! - [`echo`]: a client for the project's example HGCM service, which the end-to-end checks use
+//!   as their host-side counterpart (echo, blocking wait, null call).
+//! - [`signal`]: interrupting a blocking ioctl with a signal, as a user would.
+
+pub mod echo;
+pub mod signal;
