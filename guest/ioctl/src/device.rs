@@ -7,15 +7,18 @@
 use std::path::Path;
 use std::time::Duration;
 
+use vmmdev_protocol::ioctl::{self, IoctlHeader};
 use vmmdev_protocol::status::Status;
-use vmmdev_protocol::vmmdev::{Events, GuestCapabilities, RequestType};
+use vmmdev_protocol::vmmdev::{Events, GuestCapabilities, RequestType, VMMDEV_MAX_VMMDEVREQ_SIZE};
 use zerocopy::little_endian::U32;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::error::{Error, Operation, Result};
 use crate::linux::{LinuxTransport, Node};
 use crate::transport::GuestTransport;
-use crate::wire::{self, IoctlHeader};
+
+/// Size of the ioctl header.
+pub(crate) const HEADER_SIZE: usize = size_of::<IoctlHeader>();
 
 /// The versions exchanged by the `DRIVER_VERSION_INFO` handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,14 +108,15 @@ impl<T: GuestTransport> Device<T> {
     /// port. The driver forwards at most 127 characters per message to the host.
     pub fn log(&self, message: &str) -> Result<()> {
         let op = Operation::Log;
-        let size_in = wire::HEADER_SIZE + message.len();
-        if size_in > wire::MAX_IOCTL_SIZE {
-            return Err(Error::bad_argument(op, "log message longer than 16 MiB"));
-        }
-        let mut buffer = Vec::with_capacity(size_in);
-        buffer.extend_from_slice(IoctlHeader::new(0, size_in, wire::HEADER_SIZE).as_bytes());
+        let size_in = HEADER_SIZE
+            .checked_add(message.len())
+            .and_then(|size| u32::try_from(size).ok())
+            .filter(|&size| size <= ioctl::VBG_IOCTL_MAX_SIZE)
+            .ok_or_else(|| Error::bad_argument(op.clone(), "log message longer than 16 MiB"))?;
+        let mut buffer = Vec::with_capacity(HEADER_SIZE + message.len());
+        buffer.extend_from_slice(IoctlHeader::new(size_in, size32::<IoctlHeader>()).as_bytes());
         buffer.extend_from_slice(message.as_bytes());
-        self.issue(&op, wire::IOCTL_LOG, &mut buffer)?;
+        self.issue(&op, ioctl::VBG_IOCTL_LOG, &mut buffer)?;
         host_status(op, &buffer).map(drop)
     }
 
@@ -123,14 +127,14 @@ impl<T: GuestTransport> Device<T> {
     /// Fails with [`Error::TimedOut`] when the timeout expires and with [`Error::Interrupted`] on a
     /// signal or once [`Device::interrupt_all_waiters`] has been called on this session.
     pub fn wait_for_events(&self, events: Events, timeout: Option<Duration>) -> Result<Events> {
-        let input = wire::WaitForEventsIn {
-            hdr: header::<wire::WaitForEventsIn, wire::WaitForEventsOut>(),
+        let input = ioctl::WaitForEventsIn {
+            header: header::<ioctl::WaitForEventsIn, ioctl::WaitForEventsOut>(),
             timeout_ms: U32::new(timeout_ms(timeout)),
             events: U32::new(events.bits()),
         };
-        let output: wire::WaitForEventsOut = self.exchange(
+        let output: ioctl::WaitForEventsOut = self.exchange(
             Operation::WaitForEvents,
-            wire::IOCTL_WAIT_FOR_EVENTS,
+            ioctl::VBG_IOCTL_WAIT_FOR_EVENTS,
             &input,
         )?;
         Ok(Events::from_bits_retain(output.events.get()))
@@ -142,7 +146,7 @@ impl<T: GuestTransport> Device<T> {
         let input = header::<IoctlHeader, IoctlHeader>();
         self.exchange::<_, IoctlHeader>(
             Operation::InterruptAllWaitForEvents,
-            wire::IOCTL_INTERRUPT_ALL_WAIT_FOR_EVENTS,
+            ioctl::VBG_IOCTL_INTERRUPT_ALL_WAIT_FOR_EVENTS,
             &input,
         )
         .map(drop)
@@ -151,14 +155,14 @@ impl<T: GuestTransport> Device<T> {
     /// Adds `or_mask` to and then removes `not_mask` from this session's event filter. The driver
     /// tells the host whenever the union over all sessions changes.
     pub fn change_filter_mask(&self, or_mask: Events, not_mask: Events) -> Result<()> {
-        let input = wire::MaskChangeIn {
-            hdr: header::<wire::MaskChangeIn, IoctlHeader>(),
+        let input = ioctl::ChangeFilterMaskIn {
+            header: header::<ioctl::ChangeFilterMaskIn, IoctlHeader>(),
             or_mask: U32::new(or_mask.bits()),
             not_mask: U32::new(not_mask.bits()),
         };
         self.exchange::<_, IoctlHeader>(
             Operation::ChangeFilterMask,
-            wire::IOCTL_CHANGE_FILTER_MASK,
+            ioctl::VBG_IOCTL_CHANGE_FILTER_MASK,
             &input,
         )
         .map(drop)
@@ -171,14 +175,14 @@ impl<T: GuestTransport> Device<T> {
         or_mask: GuestCapabilities,
         not_mask: GuestCapabilities,
     ) -> Result<CapabilityState> {
-        let input = wire::MaskChangeIn {
-            hdr: header::<wire::MaskChangeIn, wire::SetGuestCapsOut>(),
+        let input = ioctl::ChangeGuestCapabilitiesIn {
+            header: header::<ioctl::ChangeGuestCapabilitiesIn, ioctl::ChangeGuestCapabilitiesOut>(),
             or_mask: U32::new(or_mask.bits()),
             not_mask: U32::new(not_mask.bits()),
         };
-        let output: wire::SetGuestCapsOut = self.exchange(
+        let output: ioctl::ChangeGuestCapabilitiesOut = self.exchange(
             Operation::ChangeGuestCapabilities,
-            wire::IOCTL_CHANGE_GUEST_CAPABILITIES,
+            ioctl::VBG_IOCTL_CHANGE_GUEST_CAPABILITIES,
             &input,
         )?;
         Ok(CapabilityState {
@@ -197,18 +201,18 @@ impl<T: GuestTransport> Device<T> {
         mode: AcquireMode,
     ) -> Result<()> {
         let flags = match mode {
-            AcquireMode::Acquire => 0,
-            AcquireMode::ConfigureOnly => wire::AGC_FLAGS_CONFIG_ACQUIRE_MODE,
+            AcquireMode::Acquire => ioctl::AcquireGuestCapabilitiesFlags::empty(),
+            AcquireMode::ConfigureOnly => ioctl::AcquireGuestCapabilitiesFlags::CONFIG_ACQUIRE_MODE,
         };
-        let input = wire::AcquireGuestCapsIn {
-            hdr: header::<wire::AcquireGuestCapsIn, IoctlHeader>(),
-            flags: U32::new(flags),
+        let input = ioctl::AcquireGuestCapabilitiesIn {
+            header: header::<ioctl::AcquireGuestCapabilitiesIn, IoctlHeader>(),
+            flags: U32::new(flags.bits()),
             or_mask: U32::new(or_mask.bits()),
             not_mask: U32::new(not_mask.bits()),
         };
         self.exchange::<_, IoctlHeader>(
             Operation::AcquireGuestCapabilities,
-            wire::IOCTL_ACQUIRE_GUEST_CAPABILITIES,
+            ioctl::VBG_IOCTL_ACQUIRE_GUEST_CAPABILITIES,
             &input,
         )
         .map(drop)
@@ -216,9 +220,12 @@ impl<T: GuestTransport> Device<T> {
 
     /// Asks the driver for the current memory balloon size (answered without host traffic).
     pub fn check_balloon(&self) -> Result<BalloonInfo> {
-        let input = header::<IoctlHeader, wire::CheckBalloonOut>();
-        let output: wire::CheckBalloonOut =
-            self.exchange(Operation::CheckBalloon, wire::IOCTL_CHECK_BALLOON, &input)?;
+        let input = header::<IoctlHeader, ioctl::CheckBalloonOut>();
+        let output: ioctl::CheckBalloonOut = self.exchange(
+            Operation::CheckBalloon,
+            ioctl::VBG_IOCTL_CHECK_BALLOON,
+            &input,
+        )?;
         Ok(BalloonInfo {
             chunks: output.balloon_chunks.get(),
             handled_by_user_space: output.handle_in_r3 != 0,
@@ -229,12 +236,12 @@ impl<T: GuestTransport> Device<T> {
     /// host's status; a failure status is [`Error::Host`].
     pub fn write_core_dump(&self) -> Result<Status> {
         let op = Operation::WriteCoreDump;
-        let input = wire::WriteCoreDumpIn {
-            hdr: header::<wire::WriteCoreDumpIn, IoctlHeader>(),
+        let input = ioctl::WriteCoreDumpIn {
+            header: header::<ioctl::WriteCoreDumpIn, IoctlHeader>(),
             flags: U32::ZERO,
         };
         let mut buffer = input.as_bytes().to_vec();
-        self.issue(&op, wire::IOCTL_WRITE_CORE_DUMP, &mut buffer)?;
+        self.issue(&op, ioctl::VBG_IOCTL_WRITE_CORE_DUMP, &mut buffer)?;
         host_status(op, &buffer)
     }
 
@@ -253,22 +260,25 @@ impl<T: GuestTransport> Device<T> {
                 "request type 0 is not a VMMDev request",
             ));
         }
-        let size = request.len();
-        if !(wire::HEADER_SIZE..=wire::MAX_VMMDEV_REQUEST_SIZE).contains(&size) {
+        let Some(size) = u32::try_from(request.len())
+            .ok()
+            .filter(|&size| size >= size32::<IoctlHeader>() && size <= VMMDEV_MAX_VMMDEVREQ_SIZE)
+        else {
             return Err(Error::bad_argument(
                 op,
-                format!("request is {size} bytes, expected 24 to 1048576"),
+                format!(
+                    "request is {} bytes, expected {HEADER_SIZE} to {VMMDEV_MAX_VMMDEVREQ_SIZE}",
+                    request.len()
+                ),
             ));
-        }
-        let header = IoctlHeader::new(request_type.raw(), size, size);
+        };
+        let mut header = IoctlHeader::new(size, size);
+        header.header_type = U32::new(request_type.raw());
         header
             .write_to_prefix(request)
             .map_err(|_| Error::bad_argument(op.clone(), "request shorter than its header"))?;
-        let number = if size <= wire::MAX_ENCODED_SIZE {
-            wire::ioctl_vmmdev_request(header.size_in.get())
-        } else {
-            wire::IOCTL_VMMDEV_REQUEST_BIG
-        };
+        let number =
+            ioctl::vbg_ioctl_vmmdev_request(size).unwrap_or(ioctl::VBG_IOCTL_VMMDEV_REQUEST_BIG);
         self.issue(&op, number, request)?;
         host_status(op, request)
     }
@@ -306,21 +316,21 @@ impl<T: GuestTransport> Device<T> {
 /// The handshake: asks for interface version 1.0 and accepts any 1.x session.
 fn query_driver_version(transport: &impl GuestTransport) -> Result<DriverVersion> {
     let op = Operation::DriverVersionInfo;
-    let input = wire::DriverVersionInfoIn {
-        hdr: header::<wire::DriverVersionInfoIn, wire::DriverVersionInfoOut>(),
-        req_version: U32::new(wire::IOC_VERSION),
-        min_version: U32::new(wire::IOC_VERSION),
+    let input = ioctl::DriverVersionInfoIn {
+        header: header::<ioctl::DriverVersionInfoIn, ioctl::DriverVersionInfoOut>(),
+        req_version: U32::new(ioctl::VBG_IOC_VERSION),
+        min_version: U32::new(ioctl::VBG_IOC_VERSION),
         reserved1: U32::ZERO,
         reserved2: U32::ZERO,
     };
-    let mut buffer = vec![0u8; size_of::<wire::DriverVersionInfoOut>()];
+    let mut buffer = vec![0u8; size_of::<ioctl::DriverVersionInfoOut>()];
     input
         .write_to_prefix(&mut buffer)
         .map_err(|_| Error::bad_argument(op.clone(), "input larger than its buffer"))?;
     // SAFETY: the version-info buffer carries no user addresses.
-    unsafe { transport.ioctl(wire::IOCTL_DRIVER_VERSION_INFO, &mut buffer) }
+    unsafe { transport.ioctl(ioctl::VBG_IOCTL_DRIVER_VERSION_INFO, &mut buffer) }
         .map_err(|errno| Error::from_errno(op.clone(), errno))?;
-    let (output, _) = wire::DriverVersionInfoOut::read_from_prefix(&buffer).map_err(|_| {
+    let (output, _) = ioctl::DriverVersionInfoOut::read_from_prefix(&buffer).map_err(|_| {
         Error::UnexpectedReply {
             op,
             reason: "reply shorter than its layout".to_owned(),
@@ -331,7 +341,9 @@ fn query_driver_version(transport: &impl GuestTransport) -> Result<DriverVersion
         driver_version: output.driver_version.get(),
         driver_revision: output.driver_revision.get(),
     };
-    if output.hdr.rc.get() < 0 || version.session_version >> 16 != wire::IOC_VERSION >> 16 {
+    if output.header.status().is_failure()
+        || version.session_version >> 16 != ioctl::VBG_IOC_VERSION >> 16
+    {
         return Err(Error::VersionMismatch {
             session_version: version.session_version,
             driver_version: version.driver_version,
@@ -346,18 +358,23 @@ fn query_driver_version(transport: &impl GuestTransport) -> Result<DriverVersion
 
 /// The header for an ioctl whose input and output layouts are `In` and `Out`.
 pub(crate) fn header<In, Out>() -> IoctlHeader {
-    IoctlHeader::new(0, size_of::<In>(), size_of::<Out>())
+    IoctlHeader::new(size32::<In>(), size32::<Out>())
+}
+
+/// The size of an ioctl layout (all of them are far below 4 GiB).
+pub(crate) fn size32<T>() -> u32 {
+    u32::try_from(size_of::<T>()).unwrap_or(u32::MAX)
 }
 
 /// Converts a timeout into the driver's milliseconds, rounding up; `None` is "forever".
 pub(crate) fn timeout_ms(timeout: Option<Duration>) -> u32 {
     match timeout {
-        None => wire::TIMEOUT_INFINITE,
+        None => ioctl::VBG_TIMEOUT_INFINITE,
         Some(duration) => {
             let millis = duration.as_nanos().div_ceil(1_000_000);
             u32::try_from(millis)
                 .unwrap_or(u32::MAX)
-                .min(wire::TIMEOUT_INFINITE - 1)
+                .min(ioctl::VBG_TIMEOUT_INFINITE - 1)
         }
     }
 }
@@ -369,8 +386,8 @@ pub(crate) fn host_status(op: Operation, reply: &[u8]) -> Result<Status> {
         op: op.clone(),
         reason: "reply shorter than the ioctl header".to_owned(),
     })?;
-    let status = Status::from(header.rc.get());
-    if status.raw() < 0 {
+    let status = header.status();
+    if status.is_failure() {
         Err(Error::Host { op, status })
     } else {
         Ok(status)
@@ -648,7 +665,6 @@ mod tests {
         assert_eq!(get_u32(&sent.buffer, 0), 40, "size_in");
         assert_eq!(get_u32(&sent.buffer, 4), 0x0001_0001, "version");
         assert_eq!(get_u32(&sent.buffer, 8), 4, "type");
-        assert_eq!(get_u32(&sent.buffer, 12), 0, "rc");
         assert_eq!(get_u32(&sent.buffer, 16), 40, "size_out");
         assert_eq!(get_u32(&sent.buffer, 20), 0, "reserved (requestor)");
         assert_eq!(&sent.buffer[24..], [0xAA; 16], "body sent as given");

@@ -16,7 +16,8 @@ pub(crate) struct Recorded {
 }
 
 /// Answers ioctls in order from a script; once the script is exhausted every ioctl succeeds and
-/// leaves the buffer as sent. The first answer is always a successful version handshake.
+/// leaves the buffer as sent. Like the driver, it clears the header's `rc` before answering. The
+/// first answer is always a successful version handshake.
 pub(crate) struct FakeTransport {
     recorded: Mutex<Vec<Recorded>>,
     answers: Mutex<VecDeque<Answer>>,
@@ -80,6 +81,7 @@ impl GuestTransport for FakeTransport {
             request,
             buffer: buffer.to_vec(),
         });
+        put_i32(buffer, 12, 0);
         let answer = self.answers.lock().unwrap().pop_front();
         match answer {
             Some(answer) => answer(buffer),

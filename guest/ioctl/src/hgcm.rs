@@ -4,34 +4,21 @@
 //! bounce buffers, hands the host page lists, and copies output back into the caller's memory
 //! before the ioctl returns. A [`Param`] borrows the caller's buffer for exactly that long.
 
-use std::fmt;
 use std::time::Duration;
 
+use vmmdev_protocol::hgcm::{
+    ClientId, HGCM_SERVICE_NAME_SIZE, HgcmParameter, HgcmParameter64, HgcmServiceLocation,
+    LocationType, ParameterType, Width,
+};
+use vmmdev_protocol::ioctl::{self, IoctlHeader};
 use vmmdev_protocol::status::Status;
+use vmmdev_protocol::vmmdev::VMMDEV_MAX_HGCM_PARMS;
 use zerocopy::little_endian::{U16, U32};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::device::{Device, header, host_status, timeout_ms};
 use crate::error::{Error, Operation, Result};
 use crate::transport::GuestTransport;
-use crate::wire::{self, HgcmParameter64, IoctlHeader};
-
-/// A client id the host assigned on connect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ClientId(u32);
-
-impl ClientId {
-    /// The raw id.
-    pub fn get(self) -> u32 {
-        self.0
-    }
-}
-
-impl fmt::Display for ClientId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
 
 /// One parameter of an HGCM call.
 ///
@@ -104,34 +91,37 @@ impl<'a> Param<'a> {
         }
     }
 
-    /// Encodes the parameter for the ioctl, with the user address of its buffer.
-    fn encode(&mut self) -> std::result::Result<HgcmParameter64, usize> {
+    /// Describes the parameter for the ioctl, with the user address of its buffer; `Err` carries
+    /// the length of a buffer too large for the 32-bit size field.
+    fn encode(&mut self) -> std::result::Result<HgcmParameter, usize> {
         match self {
-            Self::U32(value) => Ok(HgcmParameter64::value32(*value)),
-            Self::U64(value) => Ok(HgcmParameter64::value64(*value)),
-            Self::In(buffer) => linear(wire::PARM_TYPE_LINADDR_IN, buffer.len(), buffer.as_ptr()),
+            Self::U32(value) => Ok(HgcmParameter::U32(*value)),
+            Self::U64(value) => Ok(HgcmParameter::U64(*value)),
+            Self::In(buffer) => linear(ParameterType::LIN_ADDR_IN, buffer.len(), buffer.as_ptr()),
             Self::Out { buffer, .. } => linear(
-                wire::PARM_TYPE_LINADDR_OUT,
+                ParameterType::LIN_ADDR_OUT,
                 buffer.len(),
                 buffer.as_mut_ptr().cast_const(),
             ),
             Self::InOut { buffer, .. } => linear(
-                wire::PARM_TYPE_LINADDR,
+                ParameterType::LIN_ADDR,
                 buffer.len(),
                 buffer.as_mut_ptr().cast_const(),
             ),
         }
     }
 
-    /// Takes over what the driver copied back into the parameter.
-    fn update(&mut self, reply: &HgcmParameter64, function: u32) {
-        match self {
-            Self::U32(value) => *value = reply.get_value32(),
-            Self::U64(value) => *value = reply.get_value64(),
-            Self::In(_) => {}
-            Self::Out { buffer, returned } | Self::InOut { buffer, returned } => {
-                let reported = reply.get_value32();
-                let size = usize::try_from(reported).unwrap_or(usize::MAX);
+    /// Takes over what the driver copied back into the parameter: the whole value of a value
+    /// parameter, the size the host reported for a buffer.
+    fn update(&mut self, reply: HgcmParameter, function: u32) {
+        match (self, reply) {
+            (Self::U32(value), HgcmParameter::U32(returned)) => *value = returned,
+            (Self::U64(value), HgcmParameter::U64(returned)) => *value = returned,
+            (
+                Self::Out { buffer, returned } | Self::InOut { buffer, returned },
+                HgcmParameter::LinAddr { size, .. },
+            ) => {
+                let size = usize::try_from(size).unwrap_or(usize::MAX);
                 if size > buffer.len() {
                     log::error!(
                         "HGCM function {function}: host reported {size} bytes for a {}-byte buffer",
@@ -140,6 +130,22 @@ impl<'a> Param<'a> {
                 }
                 *returned = size.min(buffer.len());
             }
+            (Self::In(_), _) => {}
+            (param, reply) => log::warn!(
+                "HGCM function {function}: host changed a {:?} parameter into {reply:?}",
+                param.parameter_type()
+            ),
+        }
+    }
+
+    /// The wire type this parameter is sent as.
+    fn parameter_type(&self) -> ParameterType {
+        match self {
+            Self::U32(_) => ParameterType::BIT32,
+            Self::U64(_) => ParameterType::BIT64,
+            Self::In(_) => ParameterType::LIN_ADDR_IN,
+            Self::Out { .. } => ParameterType::LIN_ADDR_OUT,
+            Self::InOut { .. } => ParameterType::LIN_ADDR,
         }
     }
 }
@@ -147,17 +153,17 @@ impl<'a> Param<'a> {
 /// Encodes a LinAddr parameter; `Err` carries a length that does not fit the 32-bit size field.
 /// An empty buffer is sent with address 0, as the driver passes it on to the host.
 fn linear(
-    parm_type: u32,
+    kind: ParameterType,
     len: usize,
     address: *const u8,
-) -> std::result::Result<HgcmParameter64, usize> {
+) -> std::result::Result<HgcmParameter, usize> {
     let size = u32::try_from(len).map_err(|_| len)?;
-    let address = if len == 0 {
+    let addr = if len == 0 {
         0
     } else {
         address.expose_provenance() as u64
     };
-    Ok(HgcmParameter64::linear(parm_type, size, address))
+    Ok(HgcmParameter::LinAddr { kind, size, addr })
 }
 
 /// How a call waits for the host.
@@ -244,58 +250,49 @@ impl<T: GuestTransport> Device<T> {
     /// A host that does not know the service answers with a failure status: [`Error::Host`].
     pub fn connect(&self, service: &str) -> Result<HgcmClient<'_, T>> {
         let op = Operation::HgcmConnect;
-        let name = service.as_bytes();
-        if name.contains(&0) {
-            return Err(Error::bad_argument(op, "service name contains a NUL byte"));
-        }
-        let mut service_name = [0u8; wire::SERVICE_NAME_SIZE];
-        let Some(slot) = service_name
-            .get_mut(..name.len())
-            .filter(|_| name.len() < wire::SERVICE_NAME_SIZE)
+        let Some(location) =
+            HgcmServiceLocation::new(LocationType::LOCAL_HOST_EXISTING, service.as_bytes())
         else {
             return Err(Error::bad_argument(
                 op,
                 format!(
-                    "service name is {} bytes, at most {} allowed",
-                    name.len(),
-                    wire::SERVICE_NAME_SIZE - 1
+                    "service name must be at most {} bytes without NUL, got {service:?}",
+                    HGCM_SERVICE_NAME_SIZE - 1
                 ),
             ));
         };
-        slot.copy_from_slice(name);
-        let input = wire::HgcmConnectIn {
-            hdr: header::<wire::HgcmConnectIn, wire::HgcmConnectOut>(),
-            location_type: U32::new(wire::HGCM_LOC_LOCALHOST_EXISTING),
-            service_name,
+        let input = ioctl::HgcmConnectIn {
+            header: header::<ioctl::HgcmConnectIn, ioctl::HgcmConnectOut>(),
+            location,
         };
         let mut buffer = input.as_bytes().to_vec();
-        self.issue(&op, wire::IOCTL_HGCM_CONNECT, &mut buffer)?;
+        self.issue(&op, ioctl::VBG_IOCTL_HGCM_CONNECT, &mut buffer)?;
         host_status(op.clone(), &buffer)?;
-        let client_id = wire::HgcmConnectOut::read_from_prefix(&buffer)
-            .map(|(output, _)| output.client_id.get())
-            .unwrap_or(0);
-        if client_id == 0 || client_id == u32::MAX {
+        let id = ioctl::HgcmConnectOut::read_from_prefix(&buffer)
+            .map(|(output, _)| ClientId(output.client_id.get()))
+            .unwrap_or(ClientId::INVALID);
+        if id == ClientId::INVALID || id.raw() == u32::MAX {
             return Err(Error::UnexpectedReply {
                 op,
-                reason: format!("connect succeeded with client id {client_id:#x}"),
+                reason: format!("connect succeeded with client id {:#x}", id.raw()),
             });
         }
-        log::debug!("connected to HGCM service {service:?} as client {client_id}");
+        log::debug!("connected to HGCM service {service:?} as {id}");
         Ok(HgcmClient {
             device: self,
-            id: ClientId(client_id),
+            id,
             connected: true,
         })
     }
 
     fn hgcm_disconnect(&self, client: ClientId) -> Result<()> {
         let op = Operation::HgcmDisconnect;
-        let input = wire::HgcmDisconnectIn {
-            hdr: header::<wire::HgcmDisconnectIn, IoctlHeader>(),
-            client_id: U32::new(client.get()),
+        let input = ioctl::HgcmDisconnectIn {
+            header: header::<ioctl::HgcmDisconnectIn, IoctlHeader>(),
+            client_id: U32::new(client.raw()),
         };
         let mut buffer = input.as_bytes().to_vec();
-        self.issue(&op, wire::IOCTL_HGCM_DISCONNECT, &mut buffer)?;
+        self.issue(&op, ioctl::VBG_IOCTL_HGCM_DISCONNECT, &mut buffer)?;
         host_status(op, &buffer).map(drop)
     }
 
@@ -307,38 +304,53 @@ impl<T: GuestTransport> Device<T> {
         options: CallOptions,
     ) -> Result<Status> {
         let op = Operation::HgcmCall { function };
-        if params.len() > wire::MAX_HGCM_PARMS {
-            return Err(Error::bad_argument(
-                op,
-                format!(
-                    "{} parameters, at most {} allowed",
-                    params.len(),
-                    wire::MAX_HGCM_PARMS
-                ),
-            ));
-        }
-        let size = size_of::<wire::HgcmCallHeader>() + params.len() * size_of::<HgcmParameter64>();
-        let call = wire::HgcmCallHeader {
-            hdr: IoctlHeader::new(0, size, size),
-            client_id: U32::new(client.get()),
+        let count = u16::try_from(params.len())
+            .ok()
+            .filter(|&count| u32::from(count) <= VMMDEV_MAX_HGCM_PARMS)
+            .ok_or_else(|| {
+                Error::bad_argument(
+                    op.clone(),
+                    format!(
+                        "{} parameters, at most {VMMDEV_MAX_HGCM_PARMS} allowed",
+                        params.len()
+                    ),
+                )
+            })?;
+        let size = size_of::<ioctl::HgcmCallHeader>() + params.len() * size_of::<HgcmParameter64>();
+        // At most 40 + 32 * 16 bytes: the size fits both u32 and the ioctl number's size field.
+        let size32 = u32::try_from(size).unwrap_or(u32::MAX);
+        let call = ioctl::HgcmCallHeader {
+            header: IoctlHeader::new(size32, size32),
+            client_id: U32::new(client.raw()),
             function: U32::new(function),
             timeout_ms: U32::new(timeout_ms(options.timeout)),
             interruptible: u8::from(options.interruptible),
             reserved: 0,
-            parm_count: U16::new(u16::try_from(params.len()).unwrap_or(u16::MAX)),
+            parameter_count: U16::new(count),
         };
+        let number = ioctl::vbg_ioctl_hgcm_call_64(size32).ok_or_else(|| {
+            Error::bad_argument(
+                op.clone(),
+                format!("{size}-byte call does not fit the ioctl"),
+            )
+        })?;
         let mut buffer = Vec::with_capacity(size);
         buffer.extend_from_slice(call.as_bytes());
         for (index, param) in params.iter_mut().enumerate() {
-            let encoded = param.encode().map_err(|len| {
-                Error::bad_argument(
-                    op.clone(),
-                    format!("parameter {index}: {len}-byte buffer exceeds 4 GiB"),
-                )
-            })?;
+            let encoded = param
+                .encode()
+                .map_err(|len| {
+                    Error::bad_argument(
+                        op.clone(),
+                        format!("parameter {index}: {len}-byte buffer exceeds 4 GiB"),
+                    )
+                })?
+                .to_wire64()
+                .map_err(|err| {
+                    Error::bad_argument(op.clone(), format!("parameter {index}: {err}"))
+                })?;
             buffer.extend_from_slice(encoded.as_bytes());
         }
-        let number = wire::ioctl_hgcm_call_64(call.hdr.size_in.get());
         // SAFETY: the LinAddr addresses in `buffer` come from the slices borrowed by `params`, with
         // their exact lengths; `params` stays mutably borrowed, so those slices remain valid and
         // untouched by anyone else until the ioctl returns. Output buffers were borrowed mutably
@@ -346,13 +358,13 @@ impl<T: GuestTransport> Device<T> {
         unsafe { self.transport().ioctl(number, &mut buffer) }
             .map_err(|errno| Error::from_errno(op.clone(), errno))?;
         let replies = buffer
-            .get(size_of::<wire::HgcmCallHeader>()..)
-            .unwrap_or_default()
-            .chunks_exact(size_of::<HgcmParameter64>());
-        for (param, reply) in params.iter_mut().zip(replies) {
-            if let Ok(reply) = HgcmParameter64::read_from_bytes(reply) {
-                param.update(&reply, function);
-            }
+            .get(size_of::<ioctl::HgcmCallHeader>()..)
+            .unwrap_or_default();
+        for (param, reply) in params
+            .iter_mut()
+            .zip(HgcmParameter::decode_all(replies, Width::W64))
+        {
+            param.update(reply, function);
         }
         host_status(op, &buffer)
     }
@@ -379,7 +391,7 @@ mod tests {
     fn connect_sends_an_existing_service_location_with_a_nul_terminated_name() {
         let device = Device::with_transport(connecting()).unwrap();
         let client = device.connect("VBoxGuestPropSvc").unwrap();
-        assert_eq!(client.id().get(), CLIENT);
+        assert_eq!(client.id(), ClientId(CLIENT));
         let connect = &device.transport().recorded()[1];
         assert_eq!(connect.request, 0xC09C_5604);
         assert_eq!(connect.buffer.len(), 156);

@@ -6,7 +6,7 @@
 //! to HGCM host services through [`HgcmClient`]s.
 //!
 //! The library builds every ioctl buffer itself, byte for byte as the driver's uapi header defines
-//! it ([`wire`]), and hands it to a [`GuestTransport`]. [`LinuxTransport`] issues real `ioctl(2)`s;
+//! it (the layouts come from [`vmmdev_protocol::ioctl`]), and hands it to a [`GuestTransport`]. [`LinuxTransport`] issues real `ioctl(2)`s;
 //! another transport (an in-process guest, a test double) can serve the same API.
 //!
 //! ```no_run
@@ -35,12 +35,12 @@ mod fake;
 mod hgcm;
 mod linux;
 mod transport;
-pub mod wire;
 
 pub use device::{AcquireMode, BalloonInfo, CapabilityState, Device, DriverVersion};
 pub use error::{Error, Operation, Result};
-pub use hgcm::{CallOptions, ClientId, HgcmClient, Param};
+pub use hgcm::{CallOptions, HgcmClient, Param};
 pub use linux::{LinuxTransport, Node};
 pub use transport::{Errno, GuestTransport};
 pub use vmmdev_protocol::Status;
+pub use vmmdev_protocol::hgcm::ClientId;
 pub use vmmdev_protocol::vmmdev::{Events, GuestCapabilities, RequestType};

@@ -17,14 +17,17 @@ pub fn connect(device: &Device, service: &str) -> Outcome {
     let client = device.connect(service)?;
     let id = client.id();
     client.disconnect()?;
-    Ok(format!("service={service} client_id={id} disconnected"))
+    Ok(format!(
+        "service={service} client_id={} disconnected",
+        id.raw()
+    ))
 }
 
 pub fn connect_fail(device: &Device, service: &str) -> Outcome {
     match device.connect(service) {
         Err(Error::Host { status, .. }) => Ok(format!("service={service} refused with {status}")),
         Ok(client) => Err(Failure(format!(
-            "service={service} accepted the connection as client {}",
+            "service={service} accepted the connection as {}",
             client.id()
         ))),
         Err(err) => Err(err.into()),
@@ -71,7 +74,7 @@ pub fn wait_alarm(device: &Device, service: &str, seconds: u32) -> Outcome {
     }
     check_echo(&client, PROBE)?;
     Ok(format!(
-        "interrupted (EINTR) after {elapsed} ms; client {} still echoes",
+        "interrupted (EINTR) after {elapsed} ms; {} still echoes",
         client.id()
     ))
 }
@@ -92,7 +95,7 @@ pub fn wait_timeout(device: &Device, service: &str, ms: u32) -> Outcome {
     }
     check_echo(&client, PROBE)?;
     Ok(format!(
-        "timed out (ETIMEDOUT) after {elapsed} ms; client {} still echoes",
+        "timed out (ETIMEDOUT) after {elapsed} ms; {} still echoes",
         client.id()
     ))
 }
@@ -100,7 +103,7 @@ pub fn wait_timeout(device: &Device, service: &str, ms: u32) -> Outcome {
 pub fn wait_forever(device: &Device, service: &str) -> Outcome {
     let client = EchoClient::connect(device, service)?;
     println!(
-        "wait-forever: waiting as client {} (pid {})",
+        "wait-forever: waiting as {} (pid {})",
         client.id(),
         std::process::id()
     );
