@@ -1,0 +1,468 @@
+//! The shared state of one service: its descriptor, quota counters, failure flag and the table of
+//! its pending requests.
+//!
+//! The pending table is the single point where a request's fate is decided: completion, cancel,
+//! client disconnect, reset and service failure all take the entry out of (or mark it in) this
+//! table under one lock, so exactly one of them wins and a completion runs at most once.
+//! Completions always run after the lock is released.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::thread::ThreadId;
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+use vmmdev_hgcm_abi::status::{
+    VERR_ALREADY_RESET, VERR_CANCELLED, VERR_HGCM_INTERNAL, VERR_INVALID_PARAMETER,
+    VERR_INVALID_STATE, VERR_WRONG_TYPE, VINF_SUCCESS, is_valid_service_status,
+};
+use vmmdev_hgcm_abi::{ClientCategory, ClientId, Parm, Requestor};
+
+use crate::clients::{Client, Registry};
+use crate::marshal::RawParams;
+use crate::notify::Notifier;
+use crate::request::{CallOutcome, Completion, ConnectOutcome, DisconnectOutcome, RequestId};
+use crate::snapshot::{PendingKind, PendingRequest};
+use crate::worker::Msg;
+
+/// What the plugin declared about itself at load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Descriptor {
+    pub(crate) name: String,
+    pub(crate) max_clients: [u32; 3],
+    pub(crate) max_calls_per_client: [u32; 3],
+    pub(crate) legacy_category: ClientCategory,
+    pub(crate) state_version: u32,
+}
+
+/// A call on its way through the service: everything the host must keep until completion.
+pub(crate) struct CallCtx {
+    pub(crate) client: Arc<Client>,
+    pub(crate) requestor: Requestor,
+    pub(crate) restored: bool,
+    pub(crate) function: u32,
+    pub(crate) params: Vec<Parm>,
+    pub(crate) raw: RawParams,
+}
+
+/// The operation a pending request stands for.
+pub(crate) enum Op {
+    Connect { client: Arc<Client>, done: Option<Completion<ConnectOutcome>> },
+    Disconnect { client: ClientId, done: Option<Completion<DisconnectOutcome>> },
+    Call { ctx: Box<CallCtx>, done: Option<Completion<CallOutcome>> },
+}
+
+/// Whether the submitter still wants the result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Deliver the result.
+    Live,
+    /// The submitter cancelled: never deliver.
+    Cancelled,
+    /// The client disconnected: deliver `VERR_CANCELLED` without outputs.
+    ClientGone,
+    /// A reset dropped it: never deliver.
+    Reset,
+}
+
+pub(crate) struct Pending {
+    pub(crate) fate: Fate,
+    pub(crate) op: Op,
+}
+
+#[derive(Default)]
+struct PendingTable {
+    map: HashMap<u64, Pending>,
+    /// Calls of a failed service: kept so a misbehaving plugin that still writes through their
+    /// pointers writes into memory we own, until the service is torn down.
+    graveyard: Vec<Box<CallCtx>>,
+}
+
+/// Runs a completion, containing a panic in the embedder's closure.
+pub(crate) fn run<T>(done: Option<Completion<T>>, value: T) {
+    if let Some(done) = done {
+        if catch_unwind(AssertUnwindSafe(move || done(value))).is_err() {
+            log::error!("an HGCM completion callback panicked; the panic was contained");
+        }
+    }
+}
+
+/// What the worker must do after the plugin answered a connect.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ConnectFinish {
+    /// Nothing more.
+    Done,
+    /// The plugin accepted a client nobody wants any more: disconnect it at the plugin.
+    Undo,
+}
+
+/// The shared state of one service.
+pub(crate) struct ServiceCore {
+    pub(crate) slot: u16,
+    descriptor: OnceLock<Descriptor>,
+    tx: Sender<Msg>,
+    failed: AtomicBool,
+    thread: OnceLock<ThreadId>,
+    pending: Mutex<PendingTable>,
+    client_counts: [AtomicU32; 3],
+    registry: Weak<Registry>,
+    pub(crate) notifier: Arc<Notifier>,
+}
+
+impl std::fmt::Debug for ServiceCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceCore")
+            .field("slot", &self.slot)
+            .field("name", &self.name())
+            .field("failed", &self.is_failed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceCore {
+    pub(crate) fn new(slot: u16, tx: Sender<Msg>, registry: Weak<Registry>, notifier: Arc<Notifier>) -> Self {
+        ServiceCore {
+            slot,
+            descriptor: OnceLock::new(),
+            tx,
+            failed: AtomicBool::new(false),
+            thread: OnceLock::new(),
+            pending: Mutex::new(PendingTable::default()),
+            client_counts: Default::default(),
+            registry,
+            notifier,
+        }
+    }
+
+    pub(crate) fn set_descriptor(&self, descriptor: Descriptor) {
+        // Set once, by the worker, right after a successful load.
+        let _ = self.descriptor.set(descriptor);
+    }
+
+    pub(crate) fn descriptor(&self) -> Option<&Descriptor> {
+        self.descriptor.get()
+    }
+
+    /// The service name ("<loading>" before the plugin told it).
+    pub(crate) fn name(&self) -> &str {
+        self.descriptor.get().map_or("<loading>", |d| d.name.as_str())
+    }
+
+    pub(crate) fn set_thread(&self, id: ThreadId) {
+        let _ = self.thread.set(id);
+    }
+
+    /// Whether the caller is this service's own thread (blocking on it there would deadlock).
+    pub(crate) fn on_own_thread(&self) -> bool {
+        self.thread.get() == Some(&std::thread::current().id())
+    }
+
+    pub(crate) fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn post(&self, msg: Msg) -> bool {
+        self.tx.send(msg).is_ok()
+    }
+
+    pub(crate) fn registry(&self) -> Option<Arc<Registry>> {
+        self.registry.upgrade()
+    }
+
+    /// Takes one client slot of `category`; `Err(limit)` if the limit is reached.
+    pub(crate) fn take_client_slot(&self, category: ClientCategory) -> Result<(), u32> {
+        let limit = self.descriptor().map_or(0, |d| d.max_clients[category.index()]);
+        self.client_counts[category.index()]
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .map(drop)
+            .map_err(|_| limit)
+    }
+
+    /// Takes a client slot regardless of the limit (restore).
+    pub(crate) fn force_client_slot(&self, category: ClientCategory) {
+        self.client_counts[category.index()].fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn release_client_slot(&self, category: ClientCategory) {
+        let _ = self.client_counts[category.index()]
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    pub(crate) fn client_count(&self) -> u32 {
+        self.client_counts.iter().map(|c| c.load(Ordering::Acquire)).sum()
+    }
+
+    pub(crate) fn insert(&self, id: RequestId, pending: Pending) {
+        self.pending.lock().map.insert(id.0, pending);
+    }
+
+    /// Removes a request that could not be posted; gives back its operation.
+    pub(crate) fn withdraw(&self, id: RequestId) -> Option<Op> {
+        self.pending.lock().map.remove(&id.0).map(|p| p.op)
+    }
+
+    /// Cancels a live request: its completion is dropped. Returns the client to tell the service.
+    pub(crate) fn cancel(&self, id: RequestId) -> Option<ClientId> {
+        let (client, dropped_done) = {
+            let mut table = self.pending.lock();
+            let pending = table.map.get_mut(&id.0).filter(|p| p.fate == Fate::Live)?;
+            pending.fate = Fate::Cancelled;
+            match &mut pending.op {
+                Op::Connect { client, done } => (client.id, take_done(done)),
+                Op::Disconnect { client, done } => (*client, take_done(done)),
+                Op::Call { ctx, done } => (ctx.client.id, take_done(done)),
+            }
+        };
+        drop(dropped_done);
+        Some(client)
+    }
+
+    /// Marks the live calls of a disconnected client; true if there were any.
+    pub(crate) fn mark_client_gone(&self, client: ClientId) -> bool {
+        let mut any = false;
+        for pending in self.pending.lock().map.values_mut() {
+            if let Op::Call { ctx, .. } = &pending.op {
+                if ctx.client.id == client && pending.fate == Fate::Live {
+                    pending.fate = Fate::ClientGone;
+                    any = true;
+                }
+            }
+        }
+        any
+    }
+
+    /// Guest reset, for this service: removes every client and drops every pending request
+    /// silently. Returns the clients that were live (the service must see their disconnect).
+    pub(crate) fn reset(&self, registry: &Registry) -> Vec<Arc<Client>> {
+        let mut dropped = Vec::new();
+        let live = {
+            let mut table = self.pending.lock();
+            // Under the pending lock, so a concurrent connect either went live before (and is in
+            // the returned list) or finds its request reset (and undoes itself).
+            let live = registry.remove_all_of(self.slot);
+            for pending in table.map.values_mut() {
+                pending.fate = Fate::Reset;
+                dropped.push(match &mut pending.op {
+                    Op::Connect { done, .. } => take_done(done),
+                    Op::Disconnect { done, .. } => take_done(done),
+                    Op::Call { done, .. } => take_done(done),
+                });
+            }
+            live
+        };
+        drop(dropped);
+        live
+    }
+
+    /// Whether a connect is still wanted (checked by the worker before calling the plugin).
+    pub(crate) fn connect_wanted(&self, id: RequestId) -> bool {
+        self.pending.lock().map.get(&id.0).is_some_and(|p| p.fate == Fate::Live)
+    }
+
+    /// The plugin answered a connect with `status`.
+    pub(crate) fn finish_connect(&self, id: RequestId, client: &Arc<Client>, status: i32) -> ConnectFinish {
+        let accepted = vmmdev_hgcm_abi::status::is_success(status);
+        let decision = {
+            let mut table = self.pending.lock();
+            match table.map.remove(&id.0) {
+                Some(Pending { fate: Fate::Live, op: Op::Connect { done, .. } }) => {
+                    // Going live under the pending lock orders this against a reset.
+                    if !accepted {
+                        ConnectDecision::Refused(done)
+                    } else if client.go_live() {
+                        ConnectDecision::Deliver(done)
+                    } else {
+                        ConnectDecision::Unwanted
+                    }
+                }
+                // Cancelled, reset, or drained by a service failure.
+                _ => ConnectDecision::Unwanted,
+            }
+        };
+        match decision {
+            ConnectDecision::Deliver(done) => run(done, ConnectOutcome { status, client: client.id }),
+            ConnectDecision::Refused(done) => {
+                self.forget_client(client.id);
+                run(done, ConnectOutcome { status, client: ClientId(0) });
+            }
+            ConnectDecision::Unwanted => {
+                self.forget_client(client.id);
+                if accepted {
+                    return ConnectFinish::Undo;
+                }
+            }
+        }
+        ConnectFinish::Done
+    }
+
+    fn forget_client(&self, client: ClientId) {
+        if let Some(registry) = self.registry() {
+            registry.remove(client);
+        }
+    }
+
+    /// The plugin answered a disconnect with `status`.
+    pub(crate) fn finish_disconnect(&self, id: RequestId, status: i32) {
+        let entry = self.pending.lock().map.remove(&id.0);
+        if let Some(Pending { fate: Fate::Live, op: Op::Disconnect { done, .. } }) = entry {
+            run(done, DisconnectOutcome { status });
+        }
+    }
+
+    /// Completes a call on the host's initiative (client gone before dispatch, service failed).
+    pub(crate) fn finish_call_internally(&self, id: RequestId, status: i32) {
+        let entry = self.pending.lock().map.remove(&id.0);
+        if let Some(Pending { fate, op: Op::Call { ctx, done } }) = entry {
+            ctx.client.call_finished();
+            if fate == Fate::Live || fate == Fate::ClientGone {
+                run(done, CallOutcome { status, params: ctx.params });
+            }
+        }
+    }
+
+    /// `HostApi::complete`: the service completes a call.
+    pub(crate) fn complete_call(&self, handle: u64, status: i32) -> i32 {
+        let (fate, ctx, done) = {
+            let mut table = self.pending.lock();
+            match table.map.remove(&handle) {
+                Some(Pending { fate, op: Op::Call { ctx, done } }) => (fate, ctx, done),
+                Some(other) => {
+                    table.map.insert(handle, other);
+                    drop(table);
+                    self.fail("completed a handle that is not a guest call");
+                    return VERR_WRONG_TYPE;
+                }
+                None => {
+                    drop(table);
+                    if self.is_failed() {
+                        return VERR_INVALID_STATE;
+                    }
+                    self.fail("completed an unknown or already completed call handle");
+                    return VERR_WRONG_TYPE;
+                }
+            }
+        };
+        let CallCtx { client, mut params, raw, .. } = *ctx;
+        client.call_finished();
+        if !is_valid_service_status(status) {
+            if fate == Fate::Live || fate == Fate::ClientGone {
+                run(done, CallOutcome { status: VERR_HGCM_INTERNAL, params });
+            }
+            self.fail(&format!("completed a call with the invalid status {status}"));
+            return VERR_INVALID_PARAMETER;
+        }
+        match fate {
+            Fate::Live => {
+                raw.write_back(&mut params);
+                drop(raw);
+                run(done, CallOutcome { status, params });
+                VINF_SUCCESS
+            }
+            Fate::ClientGone => {
+                drop(raw);
+                run(done, CallOutcome { status: VERR_CANCELLED, params });
+                VERR_CANCELLED
+            }
+            Fate::Cancelled => VERR_CANCELLED,
+            Fate::Reset => VERR_ALREADY_RESET,
+        }
+    }
+
+    /// Looks at a pending call of this service.
+    pub(crate) fn with_call<T>(&self, handle: u64, f: impl FnOnce(Fate, &CallCtx) -> T) -> Option<T> {
+        match self.pending.lock().map.get(&handle) {
+            Some(Pending { fate, op: Op::Call { ctx, .. } }) => Some(f(*fate, ctx)),
+            _ => None,
+        }
+    }
+
+    /// Containment: marks the service failed, fails its pending requests with
+    /// `VERR_HGCM_INTERNAL` and keeps their memory until teardown. Idempotent.
+    pub(crate) fn fail(&self, reason: &str) {
+        if self.failed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        log::error!("HGCM service {:?} failed: {reason}; failing its pending requests", self.name());
+        let drained: Vec<Pending> = self.pending.lock().map.drain().map(|(_, p)| p).collect();
+        let mut graveyard = Vec::new();
+        for Pending { fate, op } in drained {
+            let wanted = fate == Fate::Live || fate == Fate::ClientGone;
+            match op {
+                Op::Call { ctx, done } => {
+                    ctx.client.call_finished();
+                    if wanted {
+                        let params = ctx.params.iter().filter_map(Parm::try_clone).collect();
+                        run(done, CallOutcome { status: VERR_HGCM_INTERNAL, params });
+                    }
+                    graveyard.push(ctx);
+                }
+                Op::Connect { client, done } => {
+                    self.forget_client(client.id);
+                    if wanted {
+                        run(done, ConnectOutcome { status: VERR_HGCM_INTERNAL, client: ClientId(0) });
+                    }
+                }
+                // The client is already gone from the table; the disconnect itself succeeded.
+                Op::Disconnect { done, .. } => {
+                    if wanted {
+                        run(done, DisconnectOutcome { status: VINF_SUCCESS });
+                    }
+                }
+            }
+        }
+        self.pending.lock().graveyard.extend(graveyard);
+    }
+
+    /// Identities of the requests whose submitters still wait for them.
+    pub(crate) fn pending_requests(&self) -> Vec<PendingRequest> {
+        let table = self.pending.lock();
+        let mut out: Vec<PendingRequest> = table
+            .map
+            .iter()
+            .filter(|(_, p)| p.fate == Fate::Live)
+            .map(|(id, p)| {
+                let (kind, client, function) = match &p.op {
+                    Op::Connect { client, .. } => (PendingKind::Connect, client.id, 0),
+                    Op::Disconnect { client, .. } => (PendingKind::Disconnect, *client, 0),
+                    Op::Call { ctx, .. } => (PendingKind::Call, ctx.client.id, ctx.function),
+                };
+                PendingRequest { id: RequestId(*id), kind, service: self.name().to_owned(), client, function }
+            })
+            .collect();
+        out.sort_by_key(|p| p.id);
+        out
+    }
+
+    /// Drops every pending request silently (restore, shutdown).
+    pub(crate) fn drop_pending(&self) {
+        let drained: Vec<Pending> = self.pending.lock().map.drain().map(|(_, p)| p).collect();
+        for pending in &drained {
+            if let Op::Call { ctx, .. } = &pending.op {
+                ctx.client.call_finished();
+            }
+        }
+        drop(drained);
+    }
+
+    /// Frees the memory kept for a failed service's calls (after its thread has ended).
+    pub(crate) fn release_graveyard(&self) {
+        let graveyard = std::mem::take(&mut self.pending.lock().graveyard);
+        drop(graveyard);
+    }
+}
+
+enum ConnectDecision {
+    Deliver(Option<Completion<ConnectOutcome>>),
+    Refused(Option<Completion<ConnectOutcome>>),
+    Unwanted,
+}
+
+/// A completion taken out of the table, dropped only after the lock is released (its captured
+/// state may run arbitrary drop code, even code that calls back into the framework).
+type Dropped = Box<dyn Send>;
+
+fn take_done<T: 'static>(done: &mut Option<Completion<T>>) -> Dropped {
+    Box::new(done.take())
+}
