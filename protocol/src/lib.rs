@@ -41,6 +41,7 @@ mod macros;
 
 pub mod hgcm;
 pub mod ioctl;
+pub mod services;
 pub mod status;
 pub mod vmmdev;
 
