@@ -150,7 +150,7 @@ pub struct StateWriter {
 
 /// Services the host offers a plugin. Pass `ctx` as the first argument of every function.
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct HostApi {
     /// Size of this structure as the host knows it.
     pub size: u32,
