@@ -50,11 +50,17 @@ pub struct Artifacts {
 impl Artifacts {
     /// Reads the artifacts from the process environment.
     pub fn from_env() -> Result<Self, ArtifactError> {
-        Self::from_lookup(|var| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from))
+        Self::from_lookup(|var| {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
     }
 
     /// Reads the artifacts through `lookup` (variable name → value) and checks that the files exist.
-    pub fn from_lookup(lookup: impl Fn(&'static str) -> Option<PathBuf>) -> Result<Self, ArtifactError> {
+    pub fn from_lookup(
+        lookup: impl Fn(&'static str) -> Option<PathBuf>,
+    ) -> Result<Self, ArtifactError> {
         let existing = |var: &'static str, path: PathBuf| {
             if path.exists() {
                 Ok(path)
@@ -65,7 +71,10 @@ impl Artifacts {
         let required = |var: &'static str| lookup(var).ok_or(ArtifactError::Unset(var));
         let qemu = existing(ENV_QEMU, required(ENV_QEMU)?)?;
         let kernel = existing(ENV_KERNEL, required(ENV_KERNEL)?)?;
-        let initrd = existing(ENV_INITRD_DIR, required(ENV_INITRD_DIR)?.join(INITRD_FILE_NAME))?;
+        let initrd = existing(
+            ENV_INITRD_DIR,
+            required(ENV_INITRD_DIR)?.join(INITRD_FILE_NAME),
+        )?;
         let vfio_user_server = lookup(ENV_VFIO_USER_SERVER)
             .map(|path| existing(ENV_VFIO_USER_SERVER, path))
             .transpose()?;
@@ -86,7 +95,8 @@ pub fn artifacts_or_skip(test: &str) -> Option<Artifacts> {
     match Artifacts::from_env() {
         Ok(artifacts) => Some(artifacts),
         Err(reason @ ArtifactError::Unset(_)) => {
-            let line = format!("SKIPPED: {test}: {reason}; run tests/run-all.sh to boot real guests");
+            let line =
+                format!("SKIPPED: {test}: {reason}; run tests/run-all.sh to boot real guests");
             println!("{line}");
             eprintln!("{line}");
             None
@@ -105,7 +115,9 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn lookup<'a>(vars: &'a HashMap<&'static str, PathBuf>) -> impl Fn(&'static str) -> Option<PathBuf> + 'a {
+    fn lookup<'a>(
+        vars: &'a HashMap<&'static str, PathBuf>,
+    ) -> impl Fn(&'static str) -> Option<PathBuf> + 'a {
         |var| vars.get(var).cloned()
     }
 
@@ -116,7 +128,10 @@ mod tests {
     #[test]
     fn unset_variable_is_named() {
         let vars = HashMap::new();
-        assert_eq!(Artifacts::from_lookup(lookup(&vars)), Err(ArtifactError::Unset(ENV_QEMU)));
+        assert_eq!(
+            Artifacts::from_lookup(lookup(&vars)),
+            Err(ArtifactError::Unset(ENV_QEMU))
+        );
     }
 
     #[test]
@@ -138,17 +153,27 @@ mod tests {
     #[test]
     fn server_is_optional_but_must_exist_when_named() {
         let mut vars = HashMap::from([(ENV_QEMU, existing_dir()), (ENV_KERNEL, existing_dir())]);
-        let images = std::env::temp_dir().join(format!("vmmdev-e2e-artifacts-{}", std::process::id()));
+        let images =
+            std::env::temp_dir().join(format!("vmmdev-e2e-artifacts-{}", std::process::id()));
         std::fs::create_dir_all(&images).unwrap();
         std::fs::write(images.join(INITRD_FILE_NAME), b"").unwrap();
         vars.insert(ENV_INITRD_DIR, images.clone());
 
         let without = Artifacts::from_lookup(lookup(&vars));
-        vars.insert(ENV_VFIO_USER_SERVER, PathBuf::from("/nonexistent/vmmdev-vfio-user"));
+        vars.insert(
+            ENV_VFIO_USER_SERVER,
+            PathBuf::from("/nonexistent/vmmdev-vfio-user"),
+        );
         let with_missing = Artifacts::from_lookup(lookup(&vars));
         std::fs::remove_dir_all(&images).unwrap();
 
         assert_eq!(without.unwrap().vfio_user_server, None);
-        assert!(matches!(with_missing, Err(ArtifactError::Missing { var: ENV_VFIO_USER_SERVER, .. })));
+        assert!(matches!(
+            with_missing,
+            Err(ArtifactError::Missing {
+                var: ENV_VFIO_USER_SERVER,
+                ..
+            })
+        ));
     }
 }

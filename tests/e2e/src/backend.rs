@@ -107,7 +107,9 @@ pub struct RunDir {
 impl RunDir {
     /// The run directory `path` (created by the runner).
     pub fn new(path: &Path) -> Self {
-        Self { path: path.to_owned() }
+        Self {
+            path: path.to_owned(),
+        }
     }
 
     /// The directory itself.

@@ -357,7 +357,10 @@ mod tests {
     #[test]
     fn done_line_is_reported_as_an_event_with_counts() {
         let mut parser = ConsoleParser::new();
-        assert_eq!(parser.feed_line("@@DONE 5 1 2", Duration::from_secs(9)), ConsoleEvent::Done);
+        assert_eq!(
+            parser.feed_line("@@DONE 5 1 2", Duration::from_secs(9)),
+            ConsoleEvent::Done
+        );
         let done = parser.finish().done.unwrap();
         assert_eq!((done.passed, done.failed, done.skipped), (5, 1, 2));
     }
@@ -365,7 +368,10 @@ mod tests {
     #[test]
     fn malformed_done_line_is_a_warning_not_done() {
         let mut parser = ConsoleParser::new();
-        assert_eq!(parser.feed_line("@@DONE five", Duration::ZERO), ConsoleEvent::Progress);
+        assert_eq!(
+            parser.feed_line("@@DONE five", Duration::ZERO),
+            ConsoleEvent::Progress
+        );
         let report = parser.finish();
         assert!(report.done.is_none());
         assert_eq!(report.warnings, ["@@DONE five"]);
@@ -373,8 +379,14 @@ mod tests {
 
     #[test]
     fn notes_attach_to_the_step_that_follows() {
-        let report = parse(&["@@NOTE hgcm-null-calls 1000 calls in 812 us", "@@STEP hgcm-null-calls PASS"]);
-        assert_eq!(report.step("hgcm-null-calls").unwrap().notes, ["1000 calls in 812 us"]);
+        let report = parse(&[
+            "@@NOTE hgcm-null-calls 1000 calls in 812 us",
+            "@@STEP hgcm-null-calls PASS",
+        ]);
+        assert_eq!(
+            report.step("hgcm-null-calls").unwrap().notes,
+            ["1000 calls in 812 us"]
+        );
     }
 
     #[test]
@@ -428,7 +440,10 @@ mod tests {
     #[test]
     fn ready_line_is_reported_as_an_event() {
         let mut parser = ConsoleParser::new();
-        assert_eq!(parser.feed_line("@@READY demo shell", Duration::ZERO), ConsoleEvent::Ready);
+        assert_eq!(
+            parser.feed_line("@@READY demo shell", Duration::ZERO),
+            ConsoleEvent::Ready
+        );
         assert_eq!(parser.finish().ready.as_deref(), Some("demo shell"));
     }
 }

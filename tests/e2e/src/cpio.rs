@@ -23,7 +23,9 @@ const PERMISSION_BITS: u32 = 0o7777;
 #[derive(Debug, thiserror::Error)]
 pub enum CpioError {
     /// An entry path was empty, absolute, contained `.`/`..` components, empty components or a NUL byte.
-    #[error("invalid archive path {0:?}: paths are relative, without '.', '..', empty parts or NUL")]
+    #[error(
+        "invalid archive path {0:?}: paths are relative, without '.', '..', empty parts or NUL"
+    )]
     InvalidPath(String),
     /// The data of an entry does not fit the format's 32-bit size field.
     #[error("{path}: {size} bytes exceed the 4 GiB limit of a cpio entry")]
@@ -163,7 +165,11 @@ impl<W: Write> CpioWriter<W> {
         // The name size counts the terminating NUL; paths are checked to be far below 4 GiB.
         let name_size = u32::try_from(header.path.len() + 1)
             .map_err(|_| CpioError::InvalidPath(header.path.to_owned()))?;
-        let nlink = if header.mode & S_IFDIR == S_IFDIR { 2 } else { 1 };
+        let nlink = if header.mode & S_IFDIR == S_IFDIR {
+            2
+        } else {
+            1
+        };
         let fields = [
             inode,
             header.mode,
@@ -245,7 +251,11 @@ mod tests {
             let name = std::str::from_utf8(&archive[name_start..name_start + name_size - 1])
                 .unwrap()
                 .to_owned();
-            assert_eq!(archive[name_start + name_size - 1], 0, "names are NUL-terminated");
+            assert_eq!(
+                archive[name_start + name_size - 1],
+                0,
+                "names are NUL-terminated"
+            );
             let data_start = (name_start + name_size).next_multiple_of(4);
             let data = archive[data_start..data_start + size].to_vec();
             at = (data_start + size).next_multiple_of(4);
@@ -335,26 +345,44 @@ mod tests {
     #[test]
     fn absolute_path_is_rejected() {
         let mut writer = CpioWriter::new(Vec::new());
-        assert!(matches!(writer.file("/init", 0o755, b""), Err(CpioError::InvalidPath(_))));
+        assert!(matches!(
+            writer.file("/init", 0o755, b""),
+            Err(CpioError::InvalidPath(_))
+        ));
     }
 
     #[test]
     fn parent_components_are_rejected() {
         let mut writer = CpioWriter::new(Vec::new());
-        assert!(matches!(writer.directory("a/../b", 0o755), Err(CpioError::InvalidPath(_))));
-        assert!(matches!(writer.directory("a//b", 0o755), Err(CpioError::InvalidPath(_))));
-        assert!(matches!(writer.directory("", 0o755), Err(CpioError::InvalidPath(_))));
+        assert!(matches!(
+            writer.directory("a/../b", 0o755),
+            Err(CpioError::InvalidPath(_))
+        ));
+        assert!(matches!(
+            writer.directory("a//b", 0o755),
+            Err(CpioError::InvalidPath(_))
+        ));
+        assert!(matches!(
+            writer.directory("", 0o755),
+            Err(CpioError::InvalidPath(_))
+        ));
     }
 
     #[test]
     fn entry_named_like_the_trailer_is_rejected() {
         let mut writer = CpioWriter::new(Vec::new());
-        assert!(matches!(writer.file(TRAILER, 0o644, b""), Err(CpioError::InvalidPath(_))));
+        assert!(matches!(
+            writer.file(TRAILER, 0o644, b""),
+            Err(CpioError::InvalidPath(_))
+        ));
     }
 
     #[test]
     fn empty_symlink_target_is_rejected() {
         let mut writer = CpioWriter::new(Vec::new());
-        assert!(matches!(writer.symlink("x", ""), Err(CpioError::InvalidPath(_))));
+        assert!(matches!(
+            writer.symlink("x", ""),
+            Err(CpioError::InvalidPath(_))
+        ));
     }
 }

@@ -69,14 +69,16 @@ impl Expectations {
 
     /// Adds a step that must fail with a reason containing `reason`.
     pub fn fail(mut self, name: &str, reason: &str) -> Self {
-        self.steps.push((name.to_owned(), Expected::Fail(reason.to_owned())));
+        self.steps
+            .push((name.to_owned(), Expected::Fail(reason.to_owned())));
         self
     }
 
     /// Adds steps that must be skipped with a reason containing `reason`.
     pub fn skip(mut self, names: &[&str], reason: &str) -> Self {
         for name in names {
-            self.steps.push(((*name).to_owned(), Expected::Skip(reason.to_owned())));
+            self.steps
+                .push(((*name).to_owned(), Expected::Skip(reason.to_owned())));
         }
         self
     }
@@ -127,7 +129,11 @@ impl fmt::Display for Problem {
         match self {
             Self::NoInit => write!(f, "the guest's /init never reported (@@INIT missing)"),
             Self::Missing(step) => write!(f, "step {step}: no report"),
-            Self::Unexpected { step, expected, got } => {
+            Self::Unexpected {
+                step,
+                expected,
+                got,
+            } => {
                 write!(f, "step {step}: expected {expected}, got {got}")
             }
             Self::Extra(step) => write!(f, "step {step}: reported but not expected"),
@@ -138,9 +144,14 @@ impl fmt::Display for Problem {
                 "the guest counted {guest:?} passed/failed/skipped, the step lines say {lines:?}"
             ),
             Self::BadEnd(RunEnd::Exited(status)) => write!(f, "the VM exited with {status}"),
-            Self::BadEnd(RunEnd::TimedOut(limit)) => write!(f, "timed out after {limit:?}; everything was killed"),
+            Self::BadEnd(RunEnd::TimedOut(limit)) => {
+                write!(f, "timed out after {limit:?}; everything was killed")
+            }
             Self::BadEnd(RunEnd::NoExitAfterDone(grace)) => {
-                write!(f, "the VM did not exit within {grace:?} after @@DONE; it was killed")
+                write!(
+                    f,
+                    "the VM did not exit within {grace:?} after @@DONE; it was killed"
+                )
             }
             Self::HelperDied(what) => write!(f, "{what}"),
         }
@@ -177,16 +188,22 @@ impl BootRun {
             match (reports.next(), reports.next()) {
                 (None, _) => problems.push(Problem::Missing(name.clone())),
                 (Some(_), Some(_)) => problems.push(Problem::Repeated(name.clone())),
-                (Some(step), None) if !expected.matches(&step.outcome) => problems.push(Problem::Unexpected {
-                    step: name.clone(),
-                    expected: expected.clone(),
-                    got: step.outcome.clone(),
-                }),
+                (Some(step), None) if !expected.matches(&step.outcome) => {
+                    problems.push(Problem::Unexpected {
+                        step: name.clone(),
+                        expected: expected.clone(),
+                        got: step.outcome.clone(),
+                    })
+                }
                 (Some(_), None) => {}
             }
         }
         for step in &report.steps {
-            if !expectations.steps.iter().any(|(name, _)| name == &step.name) {
+            if !expectations
+                .steps
+                .iter()
+                .any(|(name, _)| name == &step.name)
+            {
                 problems.push(Problem::Extra(step.name.clone()));
             }
         }
@@ -194,7 +211,11 @@ impl BootRun {
             None => problems.push(Problem::NotDone),
             Some(done) => {
                 let count = |wanted: fn(&StepOutcome) -> bool| {
-                    let n = report.steps.iter().filter(|step| wanted(&step.outcome)).count();
+                    let n = report
+                        .steps
+                        .iter()
+                        .filter(|step| wanted(&step.outcome))
+                        .count();
                     u32::try_from(n).unwrap_or(u32::MAX)
                 };
                 let lines = (
@@ -239,7 +260,10 @@ impl BootRun {
     /// One line: backend, end, step counts and timings.
     pub fn summary(&self) -> String {
         let done = self.report.done.map_or("no @@DONE".to_owned(), |d| {
-            format!("{} passed, {} failed, {} skipped", d.passed, d.failed, d.skipped)
+            format!(
+                "{} passed, {} failed, {} skipped",
+                d.passed, d.failed, d.skipped
+            )
         });
         format!("{}: {done}; {:?}; {}", self.backend, self.end, self.timings)
     }
@@ -255,11 +279,11 @@ impl BootRun {
         }
         text.push_str(&format!("timings: {}\n", self.timings));
         text.push_str(&format!("run files: {}\n", self.dir.path().display()));
-        let failing = self
-            .report
-            .steps
-            .iter()
-            .filter(|step| problems.iter().any(|p| matches!(p, Problem::Unexpected { step: s, .. } if *s == step.name)));
+        let failing = self.report.steps.iter().filter(|step| {
+            problems
+                .iter()
+                .any(|p| matches!(p, Problem::Unexpected { step: s, .. } if *s == step.name))
+        });
         for step in failing {
             text.push_str(&format!("\n--- step {}: {} ---\n", step.name, step.outcome));
             for note in &step.notes {
@@ -289,7 +313,10 @@ impl BootRun {
             ("device server log", self.dir.server_log()),
         ] {
             if let Some(tail) = log_tail(&path) {
-                text.push_str(&format!("\n--- last lines of the {title} ({}) ---\n{tail}", path.display()));
+                text.push_str(&format!(
+                    "\n--- last lines of the {title} ({}) ---\n{tail}",
+                    path.display()
+                ));
             }
         }
         text
@@ -339,6 +366,7 @@ mod tests {
             },
             helper_exits: Vec::new(),
             dir: RunDir::new(Path::new("/nonexistent/vmmdev-e2e-run")),
+            vm_pid: 0,
         }
     }
 
@@ -363,7 +391,10 @@ mod tests {
 
     #[test]
     fn run_as_expected_has_no_problems() {
-        assert_eq!(run(&AS_EXPECTED, clean_exit()).problems(&expectations()), []);
+        assert_eq!(
+            run(&AS_EXPECTED, clean_exit()).problems(&expectations()),
+            []
+        );
     }
 
     #[test]
@@ -372,7 +403,9 @@ mod tests {
         lines[2] = "@@STEP pci-identity PASS";
         lines[4] = "@@DONE 2 0 1";
         let problems = run(&lines, clean_exit()).problems(&expectations());
-        assert!(matches!(&problems[..], [Problem::Unexpected { step, .. }] if step == "pci-identity"));
+        assert!(
+            matches!(&problems[..], [Problem::Unexpected { step, .. }] if step == "pci-identity")
+        );
     }
 
     #[test]
@@ -386,7 +419,10 @@ mod tests {
     #[test]
     fn missing_step_and_missing_done_are_problems() {
         let problems = run(&AS_EXPECTED[..3], clean_exit()).problems(&expectations());
-        assert_eq!(problems, [Problem::Missing("vboxguest-probe".into()), Problem::NotDone]);
+        assert_eq!(
+            problems,
+            [Problem::Missing("vboxguest-probe".into()), Problem::NotDone]
+        );
     }
 
     #[test]
@@ -417,14 +453,21 @@ mod tests {
 
     #[test]
     fn timeout_is_a_problem_even_when_all_steps_reported() {
-        let problems = run(&AS_EXPECTED, RunEnd::TimedOut(Duration::from_secs(1))).problems(&expectations());
-        assert_eq!(problems, [Problem::BadEnd(RunEnd::TimedOut(Duration::from_secs(1)))]);
+        let problems =
+            run(&AS_EXPECTED, RunEnd::TimedOut(Duration::from_secs(1))).problems(&expectations());
+        assert_eq!(
+            problems,
+            [Problem::BadEnd(RunEnd::TimedOut(Duration::from_secs(1)))]
+        );
     }
 
     #[test]
     fn vm_exit_with_failure_status_is_a_problem() {
         let end = RunEnd::Exited(ExitStatus::from_raw(1 << 8));
-        assert_eq!(run(&AS_EXPECTED, end).problems(&expectations()), [Problem::BadEnd(end)]);
+        assert_eq!(
+            run(&AS_EXPECTED, end).problems(&expectations()),
+            [Problem::BadEnd(end)]
+        );
     }
 
     #[test]
@@ -446,12 +489,23 @@ mod tests {
         let mismatch = run(&lines, clean_exit())
             .verify(&Expectations::new().pass(&["init"]))
             .unwrap_err();
-        assert!(mismatch.diagnostics.contains("step init: expected PASS, got FAIL PID 1 is 'sh', not init"));
-        assert!(mismatch.diagnostics.contains("--- dmesg of init ---\n[    0.1] the kernel line that explains it\n"));
+        assert!(
+            mismatch
+                .diagnostics
+                .contains("step init: expected PASS, got FAIL PID 1 is 'sh', not init")
+        );
+        assert!(
+            mismatch
+                .diagnostics
+                .contains("--- dmesg of init ---\n[    0.1] the kernel line that explains it\n")
+        );
     }
 
     #[test]
     fn step_names_follow_the_order_of_the_expectations() {
-        assert_eq!(expectations().step_names(), ["init", "pci-identity", "vboxguest-probe"]);
+        assert_eq!(
+            expectations().step_names(),
+            ["init", "pci-identity", "vboxguest-probe"]
+        );
     }
 }

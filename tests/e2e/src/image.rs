@@ -43,7 +43,9 @@ pub enum ImageError {
         source: io::Error,
     },
     /// The guest directory does not look like fetch-guest.sh's output.
-    #[error("{0} is not a guest directory from fetch-guest.sh (needs bin/busybox and one lib/modules/<release>)")]
+    #[error(
+        "{0} is not a guest directory from fetch-guest.sh (needs bin/busybox and one lib/modules/<release>)"
+    )]
     NotAGuestDirectory(PathBuf),
     /// Running busybox on the build host to list its applets failed.
     #[error("cannot list the applets of {path} (it must run on the build host)")]
@@ -151,10 +153,21 @@ pub fn build(sources: &ImageSources, out: &Path) -> Result<ImageSummary, ImageEr
 /// One entry of the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Node {
-    Directory { permissions: u32 },
-    File { permissions: u32, data: Vec<u8> },
-    Symlink { target: String },
-    CharDevice { permissions: u32, major: u32, minor: u32 },
+    Directory {
+        permissions: u32,
+    },
+    File {
+        permissions: u32,
+        data: Vec<u8>,
+    },
+    Symlink {
+        target: String,
+    },
+    CharDevice {
+        permissions: u32,
+        major: u32,
+        minor: u32,
+    },
 }
 
 /// The image's file tree, ordered so that every directory precedes its contents.
@@ -167,7 +180,18 @@ impl Tree {
     fn with_base_layout() -> Self {
         let mut tree = Self::default();
         for dir in [
-            "bin", "sbin", "usr/bin", "usr/sbin", GUEST_BIN_DIR, "lib", "etc", "proc", "sys", "dev", "run", "mnt",
+            "bin",
+            "sbin",
+            "usr/bin",
+            "usr/sbin",
+            GUEST_BIN_DIR,
+            "lib",
+            "etc",
+            "proc",
+            "sys",
+            "dev",
+            "run",
+            "mnt",
         ] {
             tree.directory(dir, 0o755);
         }
@@ -211,7 +235,11 @@ impl Tree {
                 prefix.push('/');
             }
             prefix.push_str(part);
-            let permissions = if prefix.len() == path.len() { permissions } else { 0o755 };
+            let permissions = if prefix.len() == path.len() {
+                permissions
+            } else {
+                0o755
+            };
             self.nodes
                 .entry(prefix.clone())
                 .or_insert(Node::Directory { permissions });
@@ -255,7 +283,8 @@ fn read(path: &Path) -> Result<Vec<u8>, ImageError> {
 }
 
 fn utf8(path: &Path) -> Result<&str, ImageError> {
-    path.to_str().ok_or_else(|| ImageError::UnstorablePath(path.to_owned()))
+    path.to_str()
+        .ok_or_else(|| ImageError::UnstorablePath(path.to_owned()))
 }
 
 /// Adds busybox with its applet links and the module tree; returns the kernel release.
@@ -319,7 +348,9 @@ fn busybox_applets(busybox: &Path) -> Result<Vec<String>, ImageError> {
     Ok(list
         .lines()
         .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('/') && !line.split('/').any(|p| p == ".."))
+        .filter(|line| {
+            !line.is_empty() && !line.starts_with('/') && !line.split('/').any(|p| p == "..")
+        })
         .map(str::to_owned)
         .collect())
 }
@@ -462,7 +493,9 @@ fn check_runnable_in_guest(data: &[u8]) -> Result<(), &'static str> {
         return Err("not a 64-bit x86-64 ELF program");
     }
     let truncated = "truncated ELF program headers";
-    let program_headers = u64_at(32).and_then(|v| usize::try_from(v).ok()).ok_or(truncated)?;
+    let program_headers = u64_at(32)
+        .and_then(|v| usize::try_from(v).ok())
+        .ok_or(truncated)?;
     let entry_size = usize::from(u16_at(54).ok_or(truncated)?);
     let count = usize::from(u16_at(56).ok_or(truncated)?);
     for index in 0..count {
@@ -471,8 +504,10 @@ fn check_runnable_in_guest(data: &[u8]) -> Result<(), &'static str> {
             .and_then(|offset| offset.checked_add(program_headers))
             .ok_or(truncated)?;
         if u32_at(at).ok_or(truncated)? == PT_INTERP {
-            return Err("dynamically linked (has an ELF interpreter): build it with \
-                        RUSTFLAGS=\"-C target-feature=+crt-static\" --target x86_64-unknown-linux-gnu");
+            return Err(
+                "dynamically linked (has an ELF interpreter): build it with \
+                        RUSTFLAGS=\"-C target-feature=+crt-static\" --target x86_64-unknown-linux-gnu",
+            );
         }
     }
     Ok(())
@@ -517,7 +552,10 @@ mod tests {
 
     #[test]
     fn static_elf_is_accepted() {
-        assert_eq!(check_runnable_in_guest(&elf_header(2, EM_X86_64, &[1, 1, 4])), Ok(()));
+        assert_eq!(
+            check_runnable_in_guest(&elf_header(2, EM_X86_64, &[1, 1, 4])),
+            Ok(())
+        );
     }
 
     #[test]
@@ -536,9 +574,15 @@ mod tests {
     fn elf_with_program_headers_past_the_end_is_rejected_without_panic() {
         let mut data = elf_header(2, EM_X86_64, &[1]);
         data[56..58].copy_from_slice(&u16::MAX.to_le_bytes());
-        assert_eq!(check_runnable_in_guest(&data), Err("truncated ELF program headers"));
+        assert_eq!(
+            check_runnable_in_guest(&data),
+            Err("truncated ELF program headers")
+        );
         data[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert_eq!(check_runnable_in_guest(&data), Err("truncated ELF program headers"));
+        assert_eq!(
+            check_runnable_in_guest(&data),
+            Err("truncated ELF program headers")
+        );
     }
 
     #[test]
@@ -550,8 +594,10 @@ mod tests {
     #[test]
     fn tree_puts_parent_directories_before_their_contents() {
         let mut tree = Tree::default();
-        tree.insert("a/b/c", Node::Symlink { target: "x".into() }).unwrap();
-        tree.insert("a-b", Node::Symlink { target: "x".into() }).unwrap();
+        tree.insert("a/b/c", Node::Symlink { target: "x".into() })
+            .unwrap();
+        tree.insert("a-b", Node::Symlink { target: "x".into() })
+            .unwrap();
         let paths: Vec<&str> = tree.nodes.keys().map(String::as_str).collect();
         let position = |p: &str| paths.iter().position(|q| *q == p).unwrap();
         assert!(position("a") < position("a/b"));
@@ -561,7 +607,8 @@ mod tests {
     #[test]
     fn inserting_the_same_path_twice_is_an_error() {
         let mut tree = Tree::default();
-        tree.insert("bin/x", Node::Symlink { target: "y".into() }).unwrap();
+        tree.insert("bin/x", Node::Symlink { target: "y".into() })
+            .unwrap();
         let again = tree.insert("bin/x", Node::Symlink { target: "z".into() });
         assert!(matches!(again, Err(ImageError::Duplicate(path)) if path == "bin/x"));
     }
@@ -577,12 +624,18 @@ mod tests {
                 minor: 1
             })
         );
-        assert_eq!(tree.nodes.get("tmp"), Some(&Node::Directory { permissions: 0o1777 }));
+        assert_eq!(
+            tree.nodes.get("tmp"),
+            Some(&Node::Directory {
+                permissions: 0o1777
+            })
+        );
     }
 
     #[test]
     fn guest_directory_without_busybox_is_rejected() {
-        let dir = std::env::temp_dir().join(format!("vmmdev-e2e-image-test-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("vmmdev-e2e-image-test-{}", std::process::id()));
         fs::create_dir_all(dir.join("lib/modules/6.1.0-1-amd64")).unwrap();
         let result = add_guest_dir(&mut Tree::default(), &dir);
         fs::remove_dir_all(&dir).unwrap();
@@ -593,9 +646,18 @@ mod tests {
     fn shipped_scripts_are_all_installed() {
         let mut tree = Tree::default();
         add_scripts(&mut tree, &default_scripts_dir()).unwrap();
-        assert!(matches!(tree.nodes.get("init"), Some(Node::File { permissions: 0o755, .. })));
+        assert!(matches!(
+            tree.nodes.get("init"),
+            Some(Node::File {
+                permissions: 0o755,
+                ..
+            })
+        ));
         assert!(tree.nodes.contains_key("usr/lib/vmmdev-e2e/lib.sh"));
-        assert!(tree.nodes.contains_key("usr/lib/vmmdev-e2e/steps/10-base.sh"));
+        assert!(
+            tree.nodes
+                .contains_key("usr/lib/vmmdev-e2e/steps/10-base.sh")
+        );
         assert!(tree.nodes.contains_key("usr/local/bin/vmmdev-step"));
     }
 }

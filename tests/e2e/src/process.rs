@@ -160,7 +160,11 @@ mod tests {
             .stdout(Stdio::piped());
         let mut child = GroupChild::spawn("sh", &mut command).unwrap();
         let mut line = String::new();
-        io::BufRead::read_line(&mut io::BufReader::new(child.take_stdout().unwrap()), &mut line).unwrap();
+        io::BufRead::read_line(
+            &mut io::BufReader::new(child.take_stdout().unwrap()),
+            &mut line,
+        )
+        .unwrap();
         let grandchild: u32 = line.trim().parse().unwrap();
         assert!(std::path::Path::new(&format!("/proc/{grandchild}")).exists());
 
@@ -168,14 +172,18 @@ mod tests {
 
         // Killed, the grandchild is reparented and reaped (or left a zombie by a reaper that does not reap).
         let gone = || {
-            let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+            let stat =
+                std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
             stat.is_empty() || stat.split(' ').nth(2) == Some("Z")
         };
         let deadline = Instant::now() + Duration::from_secs(5);
         while !gone() && Instant::now() < deadline {
             thread::sleep(POLL_INTERVAL);
         }
-        assert!(gone(), "the grandchild {grandchild} survived the group kill");
+        assert!(
+            gone(),
+            "the grandchild {grandchild} survived the group kill"
+        );
     }
 
     #[test]
@@ -187,13 +195,17 @@ mod tests {
     #[test]
     fn wait_timeout_returns_the_exit_status() {
         let mut child = GroupChild::spawn("sh", Command::new("sh").args(["-c", "exit 3"])).unwrap();
-        let status = child.wait_timeout(Duration::from_secs(10)).unwrap().unwrap();
+        let status = child
+            .wait_timeout(Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
         assert_eq!(status.code(), Some(3));
     }
 
     #[test]
     fn missing_program_is_a_spawn_error_naming_the_child() {
-        let error = GroupChild::spawn("vm", &mut Command::new("/nonexistent/vmmdev-e2e")).unwrap_err();
+        let error =
+            GroupChild::spawn("vm", &mut Command::new("/nonexistent/vmmdev-e2e")).unwrap_err();
         assert!(matches!(&error, ProcessError::Spawn { name, .. } if name == "vm"));
     }
 

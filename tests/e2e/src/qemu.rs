@@ -119,10 +119,11 @@ impl Backend for QemuTcg {
         let args = self.arguments(spec, socket.as_deref());
         write_command_file(dir, &self.qemu, &args)?;
         let stderr_path = dir.vm_stderr_log();
-        let stderr = std::fs::File::create(&stderr_path).map_err(|source| LaunchError::RunFile {
-            path: stderr_path,
-            source,
-        })?;
+        let stderr =
+            std::fs::File::create(&stderr_path).map_err(|source| LaunchError::RunFile {
+                path: stderr_path,
+                source,
+            })?;
         let mut command = Command::new(&self.qemu);
         command
             .args(&args)
@@ -155,7 +156,10 @@ fn write_command_file(dir: &RunDir, program: &Path, args: &[OsString]) -> Result
         }
         file.write_all(b"\n")
     };
-    write().map_err(|source| LaunchError::RunFile { path: path.clone(), source })
+    write().map_err(|source| LaunchError::RunFile {
+        path: path.clone(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -163,7 +167,11 @@ mod tests {
     use super::*;
 
     fn spec() -> BootSpec {
-        BootSpec::test(Path::new("/k/vmlinuz"), Path::new("/i/initrd.cpio.gz"), &["init"])
+        BootSpec::test(
+            Path::new("/k/vmlinuz"),
+            Path::new("/i/initrd.cpio.gz"),
+            &["init"],
+        )
     }
 
     fn value_after<'a>(args: &'a [OsString], option: &str) -> Vec<&'a OsStr> {
@@ -176,7 +184,10 @@ mod tests {
     #[test]
     fn guest_ram_is_a_shared_memfd_used_by_the_machine() {
         let args = QemuTcg::new(Path::new("qemu")).arguments(&spec(), None);
-        assert_eq!(value_after(&args, "-object"), ["memory-backend-memfd,id=mem,size=512M,share=on"]);
+        assert_eq!(
+            value_after(&args, "-object"),
+            ["memory-backend-memfd,id=mem,size=512M,share=on"]
+        );
         assert_eq!(value_after(&args, "-machine"), ["pc,memory-backend=mem"]);
         assert_eq!(value_after(&args, "-m"), ["512M"]);
     }
@@ -206,7 +217,8 @@ mod tests {
 
     #[test]
     fn device_is_a_vfio_user_pci_function_on_the_socket() {
-        let args = QemuTcg::new(Path::new("qemu")).arguments(&spec(), Some(Path::new("/run/x.sock")));
+        let args =
+            QemuTcg::new(Path::new("qemu")).arguments(&spec(), Some(Path::new("/run/x.sock")));
         assert_eq!(
             value_after(&args, "-device"),
             [r#"{"driver":"vfio-user-pci","socket":{"path":"/run/x.sock","type":"unix"}}"#]

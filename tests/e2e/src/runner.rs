@@ -112,13 +112,15 @@ pub struct BootTimings {
 
 impl std::fmt::Display for BootTimings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let show = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()));
+        let show =
+            |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()));
         write!(
             f,
             "start → first output {}, → /init {} (guest uptime {}), → first step {}, → done {}, total {:.2} s",
             show(self.first_output),
             show(self.init),
-            self.guest_uptime_at_init.map_or("-".to_owned(), |u| format!("{u:.2} s")),
+            self.guest_uptime_at_init
+                .map_or("-".to_owned(), |u| format!("{u:.2} s")),
             show(self.first_step),
             show(self.done),
             self.total.as_secs_f64()
@@ -152,6 +154,8 @@ pub struct BootRun {
     pub helper_exits: Vec<HelperExit>,
     /// The run's files (serial log, server log, command line).
     pub dir: RunDir,
+    /// The VM process's id, which was also its process group id (ended by the time [`boot`] returns).
+    pub vm_pid: u32,
 }
 
 /// Boots `spec` with `backend`, keeping the run's files in `dir` (created if needed).
@@ -161,7 +165,9 @@ pub fn boot(
     dir: &Path,
     options: &RunOptions,
 ) -> Result<BootRun, RunError> {
-    let _serialized = BOOT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _serialized = BOOT_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let run_dir = RunDir::new(dir);
     prepare_dir(&run_dir)?;
     let serial_path = run_dir.serial_log();
@@ -171,11 +177,14 @@ pub fn boot(
     })?;
 
     log::info!("booting with {} in {}", backend.name(), dir.display());
-    let mut launched = backend.launch(spec, &run_dir).map_err(|source| RunError::Launch {
-        backend: backend.name().to_owned(),
-        source,
-    })?;
+    let mut launched = backend
+        .launch(spec, &run_dir)
+        .map_err(|source| RunError::Launch {
+            backend: backend.name().to_owned(),
+            source,
+        })?;
     let started = launched.started;
+    let vm_pid = launched.vm.id();
     let (lines, reader) = spawn_serial_reader(launched.serial, serial_log, started);
 
     let mut parser = ConsoleParser::new();
@@ -198,11 +207,17 @@ pub fn boot(
             thread::sleep(POLL_INTERVAL);
         }
         for helper in &mut launched.helpers {
-            if helper_exits.iter().any(|e: &HelperExit| e.name == helper.name()) {
+            if helper_exits
+                .iter()
+                .any(|e: &HelperExit| e.name == helper.name())
+            {
                 continue;
             }
             if let Some(status) = helper.try_wait()? {
-                log::warn!("{} exited ({status}) while the VM was running", helper.name());
+                log::warn!(
+                    "{} exited ({status}) while the VM was running",
+                    helper.name()
+                );
                 helper_exits.push(HelperExit {
                     name: helper.name().to_owned(),
                     status,
@@ -228,7 +243,9 @@ pub fn boot(
         helper.kill_group()?;
     }
     drain(&lines, &mut parser);
-    let read_result = reader.join().unwrap_or_else(|_| Err(io::Error::other("the reader thread panicked")));
+    let read_result = reader
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the reader thread panicked")));
     if let Some(socket) = &launched.socket {
         // The server is gone; its socket file is ours to remove.
         let _ = std::fs::remove_file(socket);
@@ -255,6 +272,7 @@ pub fn boot(
         timings,
         helper_exits,
         dir: run_dir,
+        vm_pid,
     })
 }
 
@@ -265,7 +283,12 @@ fn prepare_dir(dir: &RunDir) -> Result<(), RunError> {
         source,
     };
     std::fs::create_dir_all(dir.path()).map_err(error)?;
-    for old in [dir.serial_log(), dir.server_log(), dir.command_file(), dir.vm_stderr_log()] {
+    for old in [
+        dir.serial_log(),
+        dir.server_log(),
+        dir.command_file(),
+        dir.vm_stderr_log(),
+    ] {
         match std::fs::remove_file(&old) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

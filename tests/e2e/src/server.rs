@@ -43,7 +43,11 @@ pub fn socket_path(dir: &RunDir) -> PathBuf {
 }
 
 /// Starts `server` on `socket` and waits until the socket exists.
-pub fn start(server: &DeviceServer, socket: &Path, dir: &RunDir) -> Result<StartedServer, LaunchError> {
+pub fn start(
+    server: &DeviceServer,
+    socket: &Path,
+    dir: &RunDir,
+) -> Result<StartedServer, LaunchError> {
     let log_path = dir.server_log();
     let run_file_error = |source| LaunchError::RunFile {
         path: log_path.clone(),
@@ -71,7 +75,11 @@ pub fn start(server: &DeviceServer, socket: &Path, dir: &RunDir) -> Result<Start
     let started = Instant::now();
     loop {
         if is_socket(socket) {
-            log::debug!("device server socket {} ready after {:?}", socket.display(), started.elapsed());
+            log::debug!(
+                "device server socket {} ready after {:?}",
+                socket.display(),
+                started.elapsed()
+            );
             return Ok(StartedServer {
                 process,
                 socket: socket.to_owned(),
@@ -159,7 +167,9 @@ mod tests {
         let server = fake_server(&dir, "exit 4", Duration::from_secs(10));
         let error = start(&server, &socket_path(&dir), &dir).unwrap_err();
         std::fs::remove_dir_all(dir.path()).unwrap();
-        assert!(matches!(error, LaunchError::ServerExited { status, .. } if status.code() == Some(4)));
+        assert!(
+            matches!(error, LaunchError::ServerExited { status, .. } if status.code() == Some(4))
+        );
     }
 
     #[test]
@@ -168,7 +178,10 @@ mod tests {
         let server = fake_server(&dir, "exec sleep 60", Duration::from_millis(100));
         let error = start(&server, &socket_path(&dir), &dir).unwrap_err();
         std::fs::remove_dir_all(dir.path()).unwrap();
-        assert!(matches!(error, LaunchError::SocketTimeout { .. }), "{error}");
+        assert!(
+            matches!(error, LaunchError::SocketTimeout { .. }),
+            "{error}"
+        );
     }
 
     #[test]

@@ -2,5 +2,8 @@
 //! `tests/scripts/build-guest-bins.sh`): the `static-hello` step runs it to prove such binaries work there.
 
 fn main() {
-    println!("hello from a static Rust binary (pid {})", std::process::id());
+    println!(
+        "hello from a static Rust binary (pid {})",
+        std::process::id()
+    );
 }
