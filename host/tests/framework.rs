@@ -404,7 +404,7 @@ fn call_queued_behind_a_busy_service_for_a_disconnected_client_gets_invalid_clie
     let (_, queued) = submit(&hgcm, request(client, 1, vec![])).expect("accepted");
     hgcm.disconnect(client, Box::new(|_| {})).expect("disconnect accepted");
     release.send(()).expect("unblock");
-    assert_eq!(blocked.recv_timeout(DEADLINE).expect("completes").status, VINF_SUCCESS);
+    assert_eq!(blocked.recv_timeout(DEADLINE).expect("completes").status, VERR_CANCELLED);
     assert_eq!(queued.recv_timeout(DEADLINE).expect("completes").status, VERR_HGCM_INVALID_CLIENT_ID);
 }
 

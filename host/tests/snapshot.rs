@@ -1,0 +1,68 @@
+//! Save and restore with the Echo service: clients, service state and pending call identities.
+
+mod common;
+
+use common::*;
+use vmmdev_hgcm::status::*;
+use vmmdev_hgcm::{HgcmSnapshot, Hgcm, HgcmConfig, Parm, PendingKind, RestoreError};
+use vmmdev_svc_echo::*;
+
+#[test]
+fn restore_recreates_clients_state_and_lists_pending_calls() {
+    let hgcm = hgcm_with_echo("");
+    let first = connect_ok(&hgcm, SERVICE_NAME);
+    let second = connect(&hgcm, SERVICE_NAME, USER).client;
+    for _ in 0..3 {
+        call(&hgcm, first, FN_NOOP, vec![]);
+    }
+    call(&hgcm, second, FN_NOOP, vec![]);
+    let (wait_id, _waiting) = submit(&hgcm, request(first, FN_WAIT, vec![Parm::U32(0), Parm::U32(0)])).expect("accepted");
+    eventually("the wait to be parked", || host_count(&hgcm, HOST_FN_WAITER_COUNT) == 1);
+
+    let snapshot = hgcm.save().expect("saves");
+    assert_eq!(snapshot.pending().len(), 1);
+    let pending = &snapshot.pending()[0];
+    assert_eq!((pending.id, pending.kind, pending.client, pending.function), (wait_id, PendingKind::Call, first, FN_WAIT));
+    let bytes = snapshot.to_bytes();
+    hgcm.shutdown();
+
+    let restored = hgcm_with_echo("");
+    restored.restore(&HgcmSnapshot::from_bytes(&bytes).expect("parses")).expect("restores");
+    assert_eq!(host_count(&restored, HOST_FN_CLIENT_COUNT), 2);
+
+    // The transport resubmits the pending call, flagged as restored.
+    let mut resubmitted = request(first, FN_INFO, vec![Parm::U32(0), Parm::U32(0), Parm::U32(0)]);
+    resubmitted.restored = true;
+    let (_, rx) = submit(&restored, resubmitted).expect("restored client accepts calls");
+    let info = rx.recv_timeout(DEADLINE).expect("completes");
+    assert_eq!(info.params[1].as_u32(), Some(first.0));
+    assert_eq!(info.params[2].as_u32(), Some(1));
+
+    let stats = call(&restored, first, FN_STATS, vec![Parm::U64(0), Parm::U32(0)]);
+    // Saved: 5 calls served (4 no-ops and the wait), 4 by `first`; plus INFO and STATS since.
+    assert_eq!(stats.params[0].as_u64(), Some(7));
+    assert_eq!(stats.params[1].as_u32(), Some(6));
+    assert!(connect_ok(&restored, SERVICE_NAME).0 > second.0, "a restored id was reissued");
+}
+
+#[test]
+fn restore_needs_every_saved_service() {
+    let hgcm = hgcm_with_echo("");
+    connect_ok(&hgcm, SERVICE_NAME);
+    let snapshot = hgcm.save().expect("saves");
+    let empty = Hgcm::new(HgcmConfig::default());
+    assert_eq!(empty.restore(&snapshot), Err(RestoreError::ServiceMissing(SERVICE_NAME.into())));
+}
+
+#[test]
+fn restore_replaces_existing_clients() {
+    let hgcm = hgcm_with_echo("");
+    let saved_client = connect_ok(&hgcm, SERVICE_NAME);
+    let snapshot = hgcm.save().expect("saves");
+    disconnect(&hgcm, saved_client);
+    let extra = connect_ok(&hgcm, SERVICE_NAME);
+    hgcm.restore(&snapshot).expect("restores");
+    assert_eq!(host_count(&hgcm, HOST_FN_CLIENT_COUNT), 1);
+    assert!(submit(&hgcm, request(extra, FN_NOOP, vec![])).is_err());
+    assert_eq!(call(&hgcm, saved_client, FN_NOOP, vec![]).status, VINF_SUCCESS);
+}
