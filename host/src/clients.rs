@@ -39,7 +39,9 @@ impl Client {
 
     /// Connecting → live. False if the client was removed meanwhile.
     pub(crate) fn go_live(&self) -> bool {
-        self.state.compare_exchange(CONNECTING, LIVE, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.state
+            .compare_exchange(CONNECTING, LIVE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     /// Marks the client gone; true only for the caller that did it (releases the quota once).
@@ -54,13 +56,17 @@ impl Client {
     /// Counts a new pending call; false if `limit` calls are already pending.
     pub(crate) fn try_add_call(&self, limit: u32) -> bool {
         self.pending_calls
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
             .is_ok()
     }
 
     pub(crate) fn call_finished(&self) {
         // Saturating: never underflows even if accounting is asked twice.
-        let _ = self.pending_calls.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let _ = self
+            .pending_calls
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 }
 
@@ -76,13 +82,20 @@ pub(crate) struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("clients", &self.table.read().map.len()).finish()
+        f.debug_struct("Registry")
+            .field("clients", &self.table.read().map.len())
+            .finish()
     }
 }
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { table: RwLock::new(Table { map: HashMap::new(), next: 1 }) }
+        Registry {
+            table: RwLock::new(Table {
+                map: HashMap::new(),
+                next: 1,
+            }),
+        }
     }
 }
 
@@ -141,7 +154,12 @@ impl Registry {
 
     /// The live client with that id.
     pub(crate) fn live(&self, id: ClientId) -> Option<Arc<Client>> {
-        self.table.read().map.get(&id.0).filter(|c| c.is_live()).cloned()
+        self.table
+            .read()
+            .map
+            .get(&id.0)
+            .filter(|c| c.is_live())
+            .cloned()
     }
 
     /// Removes a client (any state) and marks it gone; `None` if unknown or already gone.
@@ -165,8 +183,12 @@ impl Registry {
     pub(crate) fn remove_all_of(&self, slot: u16) -> Vec<Arc<Client>> {
         let removed: Vec<Arc<Client>> = {
             let mut table = self.table.write();
-            let ids: Vec<u32> =
-                table.map.iter().filter(|(_, c)| c.service.slot == slot).map(|(id, _)| *id).collect();
+            let ids: Vec<u32> = table
+                .map
+                .iter()
+                .filter(|(_, c)| c.service.slot == slot)
+                .map(|(id, _)| *id)
+                .collect();
             ids.iter().filter_map(|id| table.map.remove(id)).collect()
         };
         removed

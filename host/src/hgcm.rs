@@ -134,7 +134,9 @@ pub struct Hgcm {
 
 impl std::fmt::Debug for Hgcm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hgcm").field("services", &self.services()).finish_non_exhaustive()
+        f.debug_struct("Hgcm")
+            .field("services", &self.services())
+            .finish_non_exhaustive()
     }
 }
 
@@ -157,7 +159,11 @@ impl Hgcm {
 
     /// Registers a built-in service from its load entry point (the same entry a plugin exports;
     /// the SDK generates it). The entry runs on the new service's thread.
-    pub fn register_builtin(&self, entry: LoadEntry, config: &str) -> Result<ServiceName, RegisterError> {
+    pub fn register_builtin(
+        &self,
+        entry: LoadEntry,
+        config: &str,
+    ) -> Result<ServiceName, RegisterError> {
         self.register(entry, config, None)
     }
 
@@ -170,16 +176,34 @@ impl Hgcm {
             .map_err(|source| LoadError::Register { path, source })
     }
 
-    fn register(&self, entry: LoadEntry, config: &str, keep_alive: Option<KeepAlive>) -> Result<ServiceName, RegisterError> {
+    fn register(
+        &self,
+        entry: LoadEntry,
+        config: &str,
+        keep_alive: Option<KeepAlive>,
+    ) -> Result<ServiceName, RegisterError> {
         let inner = &self.inner;
         let _registering = inner.registering.lock();
         if inner.shut_down.load(Ordering::Acquire) {
             return Err(RegisterError::ShutDown);
         }
-        let slot = u16::try_from(inner.services.read().len()).map_err(|_| RegisterError::TooManyServices)?;
+        let slot = u16::try_from(inner.services.read().len())
+            .map_err(|_| RegisterError::TooManyServices)?;
         let (tx, rx) = crossbeam_channel::unbounded();
-        let core = Arc::new(ServiceCore::new(slot, tx, Arc::downgrade(&inner.registry), inner.notifier.clone()));
-        let thread = worker::start(core.clone(), rx, entry, config, inner.config.limits.clone(), keep_alive)?;
+        let core = Arc::new(ServiceCore::new(
+            slot,
+            tx,
+            Arc::downgrade(&inner.registry),
+            inner.notifier.clone(),
+        ));
+        let thread = worker::start(
+            core.clone(),
+            rx,
+            entry,
+            config,
+            inner.config.limits.clone(),
+            keep_alive,
+        )?;
         let name = core.name().to_owned();
         if inner.services.read().iter().any(|s| s.name() == name) {
             core.post(Msg::Unload);
@@ -198,7 +222,11 @@ impl Hgcm {
             .services
             .read()
             .iter()
-            .map(|s| ServiceInfo { name: s.name().to_owned(), failed: s.is_failed(), clients: s.client_count() })
+            .map(|s| ServiceInfo {
+                name: s.name().to_owned(),
+                failed: s.is_failed(),
+                clients: s.client_count(),
+            })
             .collect()
     }
 
@@ -215,11 +243,20 @@ impl Hgcm {
     }
 
     fn running(&self) -> Result<(), SubmitError> {
-        if self.inner.shut_down.load(Ordering::Acquire) { Err(SubmitError::ShutDown) } else { Ok(()) }
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            Err(SubmitError::ShutDown)
+        } else {
+            Ok(())
+        }
     }
 
     fn find(&self, name: &str) -> Option<Arc<ServiceCore>> {
-        self.inner.services.read().iter().find(|s| s.name() == name).cloned()
+        self.inner
+            .services
+            .read()
+            .iter()
+            .find(|s| s.name() == name)
+            .cloned()
     }
 
     fn next_request_id(&self, core: &ServiceCore) -> RequestId {
@@ -229,23 +266,52 @@ impl Hgcm {
 
     /// Connects a new client of `service`. `Ok` means accepted: `done` runs once the service has
     /// answered (with its status), unless the request is cancelled or reset first.
-    pub fn connect(&self, service: &str, requestor: Requestor, done: Completion<ConnectOutcome>) -> Result<RequestId, SubmitError> {
+    pub fn connect(
+        &self,
+        service: &str,
+        requestor: Requestor,
+        done: Completion<ConnectOutcome>,
+    ) -> Result<RequestId, SubmitError> {
         self.running()?;
-        let core = self.find(service).ok_or_else(|| SubmitError::ServiceNotFound(service.to_owned()))?;
+        let core = self
+            .find(service)
+            .ok_or_else(|| SubmitError::ServiceNotFound(service.to_owned()))?;
         let descriptor = match core.descriptor() {
             Some(d) if !core.is_failed() => d,
             _ => return Err(SubmitError::ServiceFailed(service.to_owned())),
         };
         let category = requestor.category(descriptor.legacy_category);
         core.take_client_slot(category)
-            .map_err(|limit| SubmitError::TooManyClients { service: service.to_owned(), limit })?;
-        let Some(client) = self.inner.registry.reserve(core.clone(), requestor, category) else {
+            .map_err(|limit| SubmitError::TooManyClients {
+                service: service.to_owned(),
+                limit,
+            })?;
+        let Some(client) = self
+            .inner
+            .registry
+            .reserve(core.clone(), requestor, category)
+        else {
             core.release_client_slot(category);
-            return Err(SubmitError::TooManyClients { service: service.to_owned(), limit: 0 });
+            return Err(SubmitError::TooManyClients {
+                service: service.to_owned(),
+                limit: 0,
+            });
         };
         let id = self.next_request_id(&core);
-        core.insert(id, Pending { fate: Fate::Live, op: Op::Connect { client: client.clone(), done: Some(done) } });
-        if !core.post(Msg::Connect { id, client: client.clone() }) {
+        core.insert(
+            id,
+            Pending {
+                fate: Fate::Live,
+                op: Op::Connect {
+                    client: client.clone(),
+                    done: Some(done),
+                },
+            },
+        );
+        if !core.post(Msg::Connect {
+            id,
+            client: client.clone(),
+        }) {
             core.withdraw(id);
             self.inner.registry.remove(client.id);
             return Err(SubmitError::ShutDown);
@@ -256,12 +322,29 @@ impl Hgcm {
     /// Disconnects a client. The client stops accepting calls at once; its pending calls are
     /// cancelled (the service is told, and their completions run with `VERR_CANCELLED` once the
     /// service lets go of them). `done` runs after the service's disconnect callback.
-    pub fn disconnect(&self, client: ClientId, done: Completion<DisconnectOutcome>) -> Result<RequestId, SubmitError> {
+    pub fn disconnect(
+        &self,
+        client: ClientId,
+        done: Completion<DisconnectOutcome>,
+    ) -> Result<RequestId, SubmitError> {
         self.running()?;
-        let removed = self.inner.registry.remove_live(client).ok_or(SubmitError::InvalidClient(client))?;
+        let removed = self
+            .inner
+            .registry
+            .remove_live(client)
+            .ok_or(SubmitError::InvalidClient(client))?;
         let core = removed.service.clone();
         let id = self.next_request_id(&core);
-        core.insert(id, Pending { fate: Fate::Live, op: Op::Disconnect { client, done: Some(done) } });
+        core.insert(
+            id,
+            Pending {
+                fate: Fate::Live,
+                op: Op::Disconnect {
+                    client,
+                    done: Some(done),
+                },
+            },
+        );
         if core.mark_client_gone(client) {
             core.post(Msg::Cancelled { client });
         }
@@ -274,9 +357,17 @@ impl Hgcm {
 
     /// Submits a guest call. `Ok` means accepted: `done` runs exactly once with the service's
     /// status and the parameters (outputs written), unless the call is cancelled or reset first.
-    pub fn call(&self, call: CallRequest, done: Completion<CallOutcome>) -> Result<RequestId, SubmitError> {
+    pub fn call(
+        &self,
+        call: CallRequest,
+        done: Completion<CallOutcome>,
+    ) -> Result<RequestId, SubmitError> {
         self.running()?;
-        let client = self.inner.registry.live(call.client).ok_or(SubmitError::InvalidClient(call.client))?;
+        let client = self
+            .inner
+            .registry
+            .live(call.client)
+            .ok_or(SubmitError::InvalidClient(call.client))?;
         let core = client.service.clone();
         let descriptor = match core.descriptor() {
             Some(d) if !core.is_failed() => d,
@@ -284,15 +375,29 @@ impl Hgcm {
         };
         let limits = &self.inner.config.limits;
         if call.params.len() > limits.max_params_per_call as usize {
-            return Err(SubmitError::TooManyParams { count: call.params.len(), limit: limits.max_params_per_call });
+            return Err(SubmitError::TooManyParams {
+                count: call.params.len(),
+                limit: limits.max_params_per_call,
+            });
         }
-        let bytes: u64 = call.params.iter().filter_map(Parm::as_buffer).map(|b| b.len() as u64).sum();
+        let bytes: u64 = call
+            .params
+            .iter()
+            .filter_map(Parm::as_buffer)
+            .map(|b| b.len() as u64)
+            .sum();
         if bytes > limits.max_buffer_bytes_per_call {
-            return Err(SubmitError::BuffersTooLarge { bytes, limit: limits.max_buffer_bytes_per_call });
+            return Err(SubmitError::BuffersTooLarge {
+                bytes,
+                limit: limits.max_buffer_bytes_per_call,
+            });
         }
         let max_calls = descriptor.max_calls_per_client[client.category.index()];
         if !client.try_add_call(max_calls) {
-            return Err(SubmitError::TooManyCalls { client: call.client, limit: max_calls });
+            return Err(SubmitError::TooManyCalls {
+                client: call.client,
+                limit: max_calls,
+            });
         }
         let mut raw = RawParams::build(&call.params);
         let parms = RawParmsPtr(raw.as_mut_ptr());
@@ -306,9 +411,26 @@ impl Hgcm {
             params: call.params,
             raw,
         });
-        core.insert(id, Pending { fate: Fate::Live, op: Op::Call { ctx, done: Some(done) } });
+        core.insert(
+            id,
+            Pending {
+                fate: Fate::Live,
+                op: Op::Call {
+                    ctx,
+                    done: Some(done),
+                },
+            },
+        );
         let flags = if call.restored { CALL_FLAG_RESTORED } else { 0 };
-        let msg = Msg::Call { id, client, function: call.function, requestor: call.requestor.0, flags, parms, count };
+        let msg = Msg::Call {
+            id,
+            client,
+            function: call.function,
+            requestor: call.requestor.0,
+            flags,
+            parms,
+            count,
+        };
         if !core.post(msg) {
             if let Some(Op::Call { ctx, .. }) = core.withdraw(id) {
                 ctx.client.call_finished();
@@ -323,7 +445,13 @@ impl Hgcm {
     /// service is discarded. `Err(NotFound)` if the request is unknown, completed or cancelled.
     pub fn cancel(&self, id: RequestId) -> Result<(), CancelError> {
         let slot = usize::try_from(id.0 >> SEQUENCE_BITS).map_err(|_| CancelError::NotFound(id))?;
-        let core = self.inner.services.read().get(slot).cloned().ok_or(CancelError::NotFound(id))?;
+        let core = self
+            .inner
+            .services
+            .read()
+            .get(slot)
+            .cloned()
+            .ok_or(CancelError::NotFound(id))?;
         let client = core.cancel(id).ok_or(CancelError::NotFound(id))?;
         core.post(Msg::Cancelled { client });
         Ok(())
@@ -331,11 +459,18 @@ impl Hgcm {
 
     /// Calls a service's host entry point and waits for its status. `params` are host memory;
     /// the service's outputs are written back into them.
-    pub fn host_call(&self, service: &str, function: u32, params: &mut [Parm]) -> Result<i32, HostCallError> {
+    pub fn host_call(
+        &self,
+        service: &str,
+        function: u32,
+        params: &mut [Parm],
+    ) -> Result<i32, HostCallError> {
         if self.inner.shut_down.load(Ordering::Acquire) {
             return Err(HostCallError::ShutDown);
         }
-        let core = self.find(service).ok_or_else(|| HostCallError::ServiceNotFound(service.to_owned()))?;
+        let core = self
+            .find(service)
+            .ok_or_else(|| HostCallError::ServiceNotFound(service.to_owned()))?;
         if core.is_failed() {
             return Err(HostCallError::ServiceFailed(service.to_owned()));
         }
@@ -344,7 +479,12 @@ impl Hgcm {
         }
         let mut raw = RawParams::build(params);
         let (reply, answer) = crossbeam_channel::bounded(1);
-        let msg = Msg::HostCall { function, parms: RawParmsPtr(raw.as_mut_ptr()), count: raw.count(), reply };
+        let msg = Msg::HostCall {
+            function,
+            parms: RawParmsPtr(raw.as_mut_ptr()),
+            count: raw.count(),
+            reply,
+        };
         if !core.post(msg) {
             return Err(HostCallError::ShutDown);
         }
@@ -379,9 +519,17 @@ impl Hgcm {
         let services = self.inner.services.read().clone();
         let mut answers = Vec::new();
         for core in &services {
-            let live: Vec<ClientId> = core.reset(&self.inner.registry).iter().map(|c| c.id).collect();
+            let live: Vec<ClientId> = core
+                .reset(&self.inner.registry)
+                .iter()
+                .map(|c| c.id)
+                .collect();
             let (reply, answer) = crossbeam_channel::bounded(1);
-            let msg = Msg::Reset { clients: live, notify: notify_reset, reply };
+            let msg = Msg::Reset {
+                clients: live,
+                notify: notify_reset,
+                reply,
+            };
             if core.post(msg) && !core.on_own_thread() {
                 answers.push(answer);
             }
@@ -414,22 +562,38 @@ impl Hgcm {
             };
             let clients = self.inner.registry.live_of(core.slot);
             let (reply, answer) = crossbeam_channel::bounded(1);
-            if !core.post(Msg::Save { clients: clients.iter().map(|c| c.id).collect(), reply }) {
+            if !core.post(Msg::Save {
+                clients: clients.iter().map(|c| c.id).collect(),
+                reply,
+            }) {
                 return Err(SaveError::ShutDown);
             }
             let state = match answer.recv() {
                 Ok(Ok(state)) => state,
                 Ok(Err(refusal)) => {
-                    return Err(SaveError::Refused { service: name, what: refusal.what, status: refusal.status });
+                    return Err(SaveError::Refused {
+                        service: name,
+                        what: refusal.what,
+                        status: refusal.status,
+                    });
                 }
                 Err(_) => return Err(SaveError::ShutDown),
             };
             let clients = clients
                 .iter()
                 .zip(state.clients)
-                .map(|(client, (_, data))| ClientSnapshot { id: client.id, requestor: client.requestor, state: data })
+                .map(|(client, (_, data))| ClientSnapshot {
+                    id: client.id,
+                    requestor: client.requestor,
+                    state: data,
+                })
                 .collect();
-            saved.push(ServiceSnapshot { name, state_version: descriptor.state_version, state: state.state, clients });
+            saved.push(ServiceSnapshot {
+                name,
+                state_version: descriptor.state_version,
+                state: state.state,
+                clients,
+            });
             pending.extend(core.pending_requests());
         }
         Ok(HgcmSnapshot {
@@ -453,7 +617,9 @@ impl Hgcm {
         }
         let mut targets = Vec::with_capacity(snapshot.services.len());
         for saved in &snapshot.services {
-            let core = self.find(&saved.name).ok_or_else(|| RestoreError::ServiceMissing(saved.name.clone()))?;
+            let core = self
+                .find(&saved.name)
+                .ok_or_else(|| RestoreError::ServiceMissing(saved.name.clone()))?;
             if core.is_failed() {
                 return Err(RestoreError::ServiceFailed(saved.name.clone()));
             }
@@ -461,7 +627,9 @@ impl Hgcm {
         }
         self.disconnect_everything(false);
         self.inner.registry.raise_next_id(snapshot.next_client_id);
-        self.inner.next_seq.fetch_max(snapshot.next_request_seq, Ordering::AcqRel);
+        self.inner
+            .next_seq
+            .fetch_max(snapshot.next_request_seq, Ordering::AcqRel);
         for (core, saved) in targets {
             let result = self.restore_service(&core, saved);
             if result.is_err() {
@@ -472,8 +640,16 @@ impl Hgcm {
         Ok(())
     }
 
-    fn restore_service(&self, core: &Arc<ServiceCore>, saved: &ServiceSnapshot) -> Result<(), RestoreError> {
-        let legacy = core.descriptor().map_or(vmmdev_hgcm_abi::ClientCategory::Kernel, |d| d.legacy_category);
+    fn restore_service(
+        &self,
+        core: &Arc<ServiceCore>,
+        saved: &ServiceSnapshot,
+    ) -> Result<(), RestoreError> {
+        let legacy = core
+            .descriptor()
+            .map_or(vmmdev_hgcm_abi::ClientCategory::Kernel, |d| {
+                d.legacy_category
+            });
         let mut clients = Vec::with_capacity(saved.clients.len());
         for client in &saved.clients {
             let category = client.requestor.category(legacy);
@@ -483,11 +659,19 @@ impl Hgcm {
                 .reserve_restored(client.id, core.clone(), client.requestor, category)
                 .ok_or(RestoreError::ClientIdInUse(client.id))?;
             core.force_client_slot(category);
-            clients.push(RestoredClient { client: restored, state: client.state.clone() });
+            clients.push(RestoredClient {
+                client: restored,
+                state: client.state.clone(),
+            });
         }
         let live: Vec<_> = clients.iter().map(|c| c.client.clone()).collect();
         let (reply, answer) = crossbeam_channel::bounded(1);
-        let msg = Msg::Restore { version: saved.state_version, state: saved.state.clone(), clients, reply };
+        let msg = Msg::Restore {
+            version: saved.state_version,
+            state: saved.state.clone(),
+            clients,
+            reply,
+        };
         if !core.post(msg) {
             return Err(RestoreError::ShutDown);
         }

@@ -49,7 +49,10 @@ fn with_core<T>(ctx: *mut c_void, fallback: T, f: impl FnOnce(&ServiceCore) -> T
     // the framework while the plugin may call in (the ABI forbids calls after `unload`).
     let core = unsafe { &*ctx.cast_const().cast::<ServiceCore>() };
     catch_unwind(AssertUnwindSafe(|| f(core))).unwrap_or_else(|_| {
-        log::error!("HGCM host API panicked serving service {:?}; contained", core.name());
+        log::error!(
+            "HGCM host API panicked serving service {:?}; contained",
+            core.name()
+        );
         fallback
     })
 }
@@ -68,25 +71,38 @@ unsafe fn plugin_bytes<'a>(ptr: *const u8, len: usize) -> Option<&'a [u8]> {
 }
 
 unsafe extern "C" fn complete(ctx: *mut c_void, call: CallHandle, status: i32) -> i32 {
-    with_core(ctx, VERR_HGCM_INTERNAL, |core| core.complete_call(call, status))
+    with_core(ctx, VERR_HGCM_INTERNAL, |core| {
+        core.complete_call(call, status)
+    })
 }
 
 unsafe extern "C" fn is_cancelled(ctx: *mut c_void, call: CallHandle) -> bool {
     // An unknown handle counts as cancelled: nobody waits for it.
-    with_core(ctx, true, |core| core.with_call(call, |fate, _| fate != Fate::Live).unwrap_or(true))
+    with_core(ctx, true, |core| {
+        core.with_call(call, |fate, _| fate != Fate::Live)
+            .unwrap_or(true)
+    })
 }
 
 unsafe extern "C" fn is_restored(ctx: *mut c_void, call: CallHandle) -> bool {
-    with_core(ctx, false, |core| core.with_call(call, |_, c| c.restored).unwrap_or(false))
+    with_core(ctx, false, |core| {
+        core.with_call(call, |_, c| c.restored).unwrap_or(false)
+    })
 }
 
 unsafe extern "C" fn requestor(ctx: *mut c_void, call: CallHandle) -> u32 {
     with_core(ctx, Requestor::LOWEST.0, |core| {
-        core.with_call(call, |_, c| c.requestor.0).unwrap_or(Requestor::LOWEST.0)
+        core.with_call(call, |_, c| c.requestor.0)
+            .unwrap_or(Requestor::LOWEST.0)
     })
 }
 
-unsafe extern "C" fn notify_host(ctx: *mut c_void, code: u32, payload: *const u8, len: usize) -> i32 {
+unsafe extern "C" fn notify_host(
+    ctx: *mut c_void,
+    code: u32,
+    payload: *const u8,
+    len: usize,
+) -> i32 {
     if len > MAX_NOTIFICATION_PAYLOAD {
         return VERR_TOO_MUCH_DATA;
     }
@@ -110,7 +126,10 @@ unsafe extern "C" fn disconnect_client(ctx: *mut c_void, client: u32) -> i32 {
         let Some(registry) = core.registry() else {
             return VERR_NOT_FOUND;
         };
-        if !registry.live(id).is_some_and(|c| c.service.slot == core.slot) {
+        if registry
+            .live(id)
+            .is_none_or(|c| c.service.slot != core.slot)
+        {
             return VERR_NOT_FOUND;
         }
         if registry.remove_live(id).is_none() {
@@ -150,5 +169,7 @@ unsafe extern "C" fn log(ctx: *mut c_void, level: u32, msg: *const u8, len: usiz
 
 unsafe extern "C" fn report_failure(ctx: *mut c_void, reason: *const u8, len: usize) {
     let reason = plugin_text(reason, len);
-    with_core(ctx, (), |core| core.fail(&format!("the service reported: {reason}")));
+    with_core(ctx, (), |core| {
+        core.fail(&format!("the service reported: {reason}"))
+    });
 }

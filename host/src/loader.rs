@@ -65,12 +65,19 @@ impl LoadError {
 pub(crate) fn resolve(name_or_path: &str, search_path: &[PathBuf]) -> Result<PathBuf, LoadError> {
     if name_or_path.contains('/') {
         let path = PathBuf::from(name_or_path);
-        return if path.is_file() { Ok(path) } else { Err(LoadError::FileMissing(path)) };
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(LoadError::FileMissing(path))
+        };
     }
     let file_names = if name_or_path.ends_with(".so") {
         vec![name_or_path.to_owned()]
     } else {
-        vec![format!("lib{name_or_path}.so"), format!("{name_or_path}.so")]
+        vec![
+            format!("lib{name_or_path}.so"),
+            format!("{name_or_path}.so"),
+        ]
     };
     let mut searched = Vec::new();
     for dir in search_path {
@@ -82,19 +89,26 @@ pub(crate) fn resolve(name_or_path: &str, search_path: &[PathBuf]) -> Result<Pat
             searched.push(candidate);
         }
     }
-    Err(LoadError::NotFound { name: name_or_path.to_owned(), searched })
+    Err(LoadError::NotFound {
+        name: name_or_path.to_owned(),
+        searched,
+    })
 }
 
 /// Opens the library and looks up its load entry point.
 pub(crate) fn open(path: &Path) -> Result<(Library, LoadEntry), LoadError> {
     // SAFETY: loading a library runs its initialisers; loading plugins is exactly what the
     // embedder asked for, and plugin code is trusted to follow the ABI.
-    let library = unsafe { Library::new(path) }
-        .map_err(|e| LoadError::NotLoadable { path: path.to_owned(), reason: e.to_string() })?;
+    let library = unsafe { Library::new(path) }.map_err(|e| LoadError::NotLoadable {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
     // SAFETY: the ABI fixes the type of the exported symbol to `LoadEntry`.
     let entry = unsafe { library.get::<LoadEntry>(LOAD_SYMBOL_C) }
         .map(|symbol| *symbol)
-        .map_err(|_| LoadError::SymbolMissing { path: path.to_owned() })?;
+        .map_err(|_| LoadError::SymbolMissing {
+            path: path.to_owned(),
+        })?;
     Ok((library, entry))
 }
 
@@ -119,21 +133,29 @@ mod tests {
         let dir = temp_dir("prefix");
         std::fs::write(dir.join("libsvc.so"), b"").expect("write");
         std::fs::write(dir.join("svc.so"), b"").expect("write");
-        assert_eq!(resolve("svc", &[dir.clone()]).ok(), Some(dir.join("libsvc.so")));
+        assert_eq!(
+            resolve("svc", std::slice::from_ref(&dir)).ok(),
+            Some(dir.join("libsvc.so"))
+        );
     }
 
     #[test]
     fn name_falls_back_to_plain_file_name() {
         let dir = temp_dir("plain");
         std::fs::write(dir.join("other.so"), b"").expect("write");
-        assert_eq!(resolve("other", &[dir.clone()]).ok(), Some(dir.join("other.so")));
+        assert_eq!(
+            resolve("other", std::slice::from_ref(&dir)).ok(),
+            Some(dir.join("other.so"))
+        );
     }
 
     #[test]
     fn unknown_name_lists_every_candidate() {
         let dir = temp_dir("none");
-        let err = resolve("absent", &[dir.clone()]).expect_err("must fail");
-        let LoadError::NotFound { searched, .. } = &err else { panic!("unexpected {err}") };
+        let err = resolve("absent", std::slice::from_ref(&dir)).expect_err("must fail");
+        let LoadError::NotFound { searched, .. } = &err else {
+            panic!("unexpected {err}")
+        };
         assert_eq!(searched, &[dir.join("libabsent.so"), dir.join("absent.so")]);
     }
 
@@ -142,7 +164,9 @@ mod tests {
         let dir = temp_dir("garbage");
         let path = dir.join("libgarbage.so");
         std::fs::write(&path, b"this is not an ELF file").expect("write");
-        let err = open(&path).err().expect("must fail");
+        let Err(err) = open(&path) else {
+            panic!("garbage loaded as a library")
+        };
         assert!(matches!(err, LoadError::NotLoadable { .. }), "{err}");
         assert_eq!(err.to_string().lines().count(), 1);
     }

@@ -5,8 +5,10 @@
 //! `reported_len` and buffer contents in place. Buffer iovecs point at the bytes the [`Parm`]s
 //! already reference (guest RAM or host memory), so no data is copied.
 
-use vmmdev_hgcm_abi::ffi::{IoVec, PARM_BUFFER, PARM_U32, PARM_U64, RawBuffer, RawParm, RawParmValue};
 use vmmdev_hgcm_abi::Parm;
+use vmmdev_hgcm_abi::ffi::{
+    IoVec, PARM_BUFFER, PARM_U32, PARM_U64, RawBuffer, RawParm, RawParmValue,
+};
 
 /// The ABI form of a parameter list. The pointers inside refer to the heap of `iov` and to the
 /// memory of the `Parm`s it was built from, so it must not outlive them.
@@ -22,7 +24,11 @@ unsafe impl Send for RawParams {}
 
 impl RawParams {
     pub(crate) fn build(params: &[Parm]) -> RawParams {
-        let iov_count: usize = params.iter().filter_map(Parm::as_buffer).map(|b| b.iovecs().len()).sum();
+        let iov_count: usize = params
+            .iter()
+            .filter_map(Parm::as_buffer)
+            .map(|b| b.iovecs().len())
+            .sum();
         let mut iov: Vec<IoVec> = Vec::with_capacity(iov_count);
         for buffer in params.iter().filter_map(Parm::as_buffer) {
             iov.extend_from_slice(buffer.iovecs());
@@ -31,20 +37,36 @@ impl RawParams {
         let raw = params
             .iter()
             .map(|parm| match parm {
-                Parm::U32(v) => RawParm { kind: PARM_U32, reserved: 0, value: RawParmValue { u32: *v } },
-                Parm::U64(v) => RawParm { kind: PARM_U64, reserved: 0, value: RawParmValue { u64: *v } },
+                Parm::U32(v) => RawParm {
+                    kind: PARM_U32,
+                    reserved: 0,
+                    value: RawParmValue { u32: *v },
+                },
+                Parm::U64(v) => RawParm {
+                    kind: PARM_U64,
+                    reserved: 0,
+                    value: RawParmValue { u64: *v },
+                },
                 Parm::Buffer(buffer) => {
                     let count = buffer.iovecs().len();
                     let pieces = iov.get(next_iov..next_iov + count).unwrap_or(&[]);
                     next_iov += count;
                     let buffer = RawBuffer {
-                        iov: if pieces.is_empty() { std::ptr::null() } else { pieces.as_ptr() },
+                        iov: if pieces.is_empty() {
+                            std::ptr::null()
+                        } else {
+                            pieces.as_ptr()
+                        },
                         iov_count: u32::try_from(pieces.len()).unwrap_or(0),
                         direction: buffer.direction().code(),
                         len: buffer.len() as u32,
                         reported_len: buffer.reported_len() as u32,
                     };
-                    RawParm { kind: PARM_BUFFER, reserved: 0, value: RawParmValue { buffer } }
+                    RawParm {
+                        kind: PARM_BUFFER,
+                        reserved: 0,
+                        value: RawParmValue { buffer },
+                    }
                 }
             })
             .collect();
@@ -120,7 +142,10 @@ mod tests {
 
     #[test]
     fn buffer_iovecs_point_at_the_parameter_bytes() {
-        let params = vec![Parm::U32(0), Parm::Buffer(Buffer::host(b"abc".to_vec(), Direction::ToHost))];
+        let params = vec![
+            Parm::U32(0),
+            Parm::Buffer(Buffer::host(b"abc".to_vec(), Direction::ToHost)),
+        ];
         let mut raw = RawParams::build(&params);
         // SAFETY: parameter 1 is a buffer with one iovec over three bytes owned by `params`.
         let bytes = unsafe {

@@ -61,7 +61,11 @@ mod tests {
     use super::*;
 
     fn note(code: u32) -> ServiceNotification {
-        ServiceNotification { service: "svc".into(), code, payload: vec![] }
+        ServiceNotification {
+            service: "svc".into(),
+            code,
+            payload: vec![],
+        }
     }
 
     #[test]

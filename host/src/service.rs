@@ -49,9 +49,18 @@ pub(crate) struct CallCtx {
 
 /// The operation a pending request stands for.
 pub(crate) enum Op {
-    Connect { client: Arc<Client>, done: Option<Completion<ConnectOutcome>> },
-    Disconnect { client: ClientId, done: Option<Completion<DisconnectOutcome>> },
-    Call { ctx: Box<CallCtx>, done: Option<Completion<CallOutcome>> },
+    Connect {
+        client: Arc<Client>,
+        done: Option<Completion<ConnectOutcome>>,
+    },
+    Disconnect {
+        client: ClientId,
+        done: Option<Completion<DisconnectOutcome>>,
+    },
+    Call {
+        ctx: Box<CallCtx>,
+        done: Option<Completion<CallOutcome>>,
+    },
 }
 
 /// Whether the submitter still wants the result.
@@ -77,7 +86,7 @@ struct PendingTable {
     map: HashMap<u64, Pending>,
     /// Calls of a failed service: kept so a misbehaving plugin that still writes through their
     /// pointers writes into memory we own, until the service is torn down.
-    graveyard: Vec<Box<CallCtx>>,
+    graveyard: Vec<CallCtx>,
 }
 
 /// Runs a completion, containing a panic in the embedder's closure.
@@ -122,7 +131,12 @@ impl std::fmt::Debug for ServiceCore {
 }
 
 impl ServiceCore {
-    pub(crate) fn new(slot: u16, tx: Sender<Msg>, registry: Weak<Registry>, notifier: Arc<Notifier>) -> Self {
+    pub(crate) fn new(
+        slot: u16,
+        tx: Sender<Msg>,
+        registry: Weak<Registry>,
+        notifier: Arc<Notifier>,
+    ) -> Self {
         ServiceCore {
             slot,
             descriptor: OnceLock::new(),
@@ -147,7 +161,9 @@ impl ServiceCore {
 
     /// The service name ("<loading>" before the plugin told it).
     pub(crate) fn name(&self) -> &str {
-        self.descriptor.get().map_or("<loading>", |d| d.name.as_str())
+        self.descriptor
+            .get()
+            .map_or("<loading>", |d| d.name.as_str())
     }
 
     pub(crate) fn set_thread(&self, id: ThreadId) {
@@ -173,9 +189,13 @@ impl ServiceCore {
 
     /// Takes one client slot of `category`; `Err(limit)` if the limit is reached.
     pub(crate) fn take_client_slot(&self, category: ClientCategory) -> Result<(), u32> {
-        let limit = self.descriptor().map_or(0, |d| d.max_clients[category.index()]);
+        let limit = self
+            .descriptor()
+            .map_or(0, |d| d.max_clients[category.index()]);
         self.client_counts[category.index()]
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
             .map(drop)
             .map_err(|_| limit)
     }
@@ -186,12 +206,18 @@ impl ServiceCore {
     }
 
     pub(crate) fn release_client_slot(&self, category: ClientCategory) {
-        let _ = self.client_counts[category.index()]
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let _ = self.client_counts[category.index()].fetch_update(
+            Ordering::AcqRel,
+            Ordering::Acquire,
+            |n| n.checked_sub(1),
+        );
     }
 
     pub(crate) fn client_count(&self) -> u32 {
-        self.client_counts.iter().map(|c| c.load(Ordering::Acquire)).sum()
+        self.client_counts
+            .iter()
+            .map(|c| c.load(Ordering::Acquire))
+            .sum()
     }
 
     pub(crate) fn insert(&self, id: RequestId, pending: Pending) {
@@ -258,16 +284,28 @@ impl ServiceCore {
 
     /// Whether a connect is still wanted (checked by the worker before calling the plugin).
     pub(crate) fn connect_wanted(&self, id: RequestId) -> bool {
-        self.pending.lock().map.get(&id.0).is_some_and(|p| p.fate == Fate::Live)
+        self.pending
+            .lock()
+            .map
+            .get(&id.0)
+            .is_some_and(|p| p.fate == Fate::Live)
     }
 
     /// The plugin answered a connect with `status`.
-    pub(crate) fn finish_connect(&self, id: RequestId, client: &Arc<Client>, status: i32) -> ConnectFinish {
+    pub(crate) fn finish_connect(
+        &self,
+        id: RequestId,
+        client: &Arc<Client>,
+        status: i32,
+    ) -> ConnectFinish {
         let accepted = vmmdev_hgcm_abi::status::is_success(status);
         let decision = {
             let mut table = self.pending.lock();
             match table.map.remove(&id.0) {
-                Some(Pending { fate: Fate::Live, op: Op::Connect { done, .. } }) => {
+                Some(Pending {
+                    fate: Fate::Live,
+                    op: Op::Connect { done, .. },
+                }) => {
                     // Going live under the pending lock orders this against a reset.
                     if !accepted {
                         ConnectDecision::Refused(done)
@@ -282,10 +320,22 @@ impl ServiceCore {
             }
         };
         match decision {
-            ConnectDecision::Deliver(done) => run(done, ConnectOutcome { status, client: client.id }),
+            ConnectDecision::Deliver(done) => run(
+                done,
+                ConnectOutcome {
+                    status,
+                    client: client.id,
+                },
+            ),
             ConnectDecision::Refused(done) => {
                 self.forget_client(client.id);
-                run(done, ConnectOutcome { status, client: ClientId(0) });
+                run(
+                    done,
+                    ConnectOutcome {
+                        status,
+                        client: ClientId(0),
+                    },
+                );
             }
             ConnectDecision::Unwanted => {
                 self.forget_client(client.id);
@@ -306,7 +356,11 @@ impl ServiceCore {
     /// The plugin answered a disconnect with `status`.
     pub(crate) fn finish_disconnect(&self, id: RequestId, status: i32) {
         let entry = self.pending.lock().map.remove(&id.0);
-        if let Some(Pending { fate: Fate::Live, op: Op::Disconnect { done, .. } }) = entry {
+        if let Some(Pending {
+            fate: Fate::Live,
+            op: Op::Disconnect { done, .. },
+        }) = entry
+        {
             run(done, DisconnectOutcome { status });
         }
     }
@@ -314,10 +368,20 @@ impl ServiceCore {
     /// Completes a call on the host's initiative (client gone before dispatch, service failed).
     pub(crate) fn finish_call_internally(&self, id: RequestId, status: i32) {
         let entry = self.pending.lock().map.remove(&id.0);
-        if let Some(Pending { fate, op: Op::Call { ctx, done } }) = entry {
+        if let Some(Pending {
+            fate,
+            op: Op::Call { ctx, done },
+        }) = entry
+        {
             ctx.client.call_finished();
             if fate == Fate::Live || fate == Fate::ClientGone {
-                run(done, CallOutcome { status, params: ctx.params });
+                run(
+                    done,
+                    CallOutcome {
+                        status,
+                        params: ctx.params,
+                    },
+                );
             }
         }
     }
@@ -327,7 +391,10 @@ impl ServiceCore {
         let (fate, ctx, done) = {
             let mut table = self.pending.lock();
             match table.map.remove(&handle) {
-                Some(Pending { fate, op: Op::Call { ctx, done } }) => (fate, ctx, done),
+                Some(Pending {
+                    fate,
+                    op: Op::Call { ctx, done },
+                }) => (fate, ctx, done),
                 Some(other) => {
                     table.map.insert(handle, other);
                     drop(table);
@@ -344,13 +411,26 @@ impl ServiceCore {
                 }
             }
         };
-        let CallCtx { client, mut params, raw, .. } = *ctx;
+        let CallCtx {
+            client,
+            mut params,
+            raw,
+            ..
+        } = *ctx;
         client.call_finished();
         if !is_valid_service_status(status) {
             if fate == Fate::Live || fate == Fate::ClientGone {
-                run(done, CallOutcome { status: VERR_HGCM_INTERNAL, params });
+                run(
+                    done,
+                    CallOutcome {
+                        status: VERR_HGCM_INTERNAL,
+                        params,
+                    },
+                );
             }
-            self.fail(&format!("completed a call with the invalid status {status}"));
+            self.fail(&format!(
+                "completed a call with the invalid status {status}"
+            ));
             return VERR_INVALID_PARAMETER;
         }
         match fate {
@@ -362,7 +442,13 @@ impl ServiceCore {
             }
             Fate::ClientGone => {
                 drop(raw);
-                run(done, CallOutcome { status: VERR_CANCELLED, params });
+                run(
+                    done,
+                    CallOutcome {
+                        status: VERR_CANCELLED,
+                        params,
+                    },
+                );
                 VERR_CANCELLED
             }
             Fate::Cancelled => VERR_CANCELLED,
@@ -371,9 +457,16 @@ impl ServiceCore {
     }
 
     /// Looks at a pending call of this service.
-    pub(crate) fn with_call<T>(&self, handle: u64, f: impl FnOnce(Fate, &CallCtx) -> T) -> Option<T> {
+    pub(crate) fn with_call<T>(
+        &self,
+        handle: u64,
+        f: impl FnOnce(Fate, &CallCtx) -> T,
+    ) -> Option<T> {
         match self.pending.lock().map.get(&handle) {
-            Some(Pending { fate, op: Op::Call { ctx, .. } }) => Some(f(*fate, ctx)),
+            Some(Pending {
+                fate,
+                op: Op::Call { ctx, .. },
+            }) => Some(f(*fate, ctx)),
             _ => None,
         }
     }
@@ -384,7 +477,10 @@ impl ServiceCore {
         if self.failed.swap(true, Ordering::AcqRel) {
             return;
         }
-        log::error!("HGCM service {:?} failed: {reason}; failing its pending requests", self.name());
+        log::error!(
+            "HGCM service {:?} failed: {reason}; failing its pending requests",
+            self.name()
+        );
         let drained: Vec<Pending> = self.pending.lock().map.drain().map(|(_, p)| p).collect();
         let mut graveyard = Vec::new();
         for Pending { fate, op } in drained {
@@ -394,20 +490,37 @@ impl ServiceCore {
                     ctx.client.call_finished();
                     if wanted {
                         let params = ctx.params.iter().filter_map(Parm::try_clone).collect();
-                        run(done, CallOutcome { status: VERR_HGCM_INTERNAL, params });
+                        run(
+                            done,
+                            CallOutcome {
+                                status: VERR_HGCM_INTERNAL,
+                                params,
+                            },
+                        );
                     }
-                    graveyard.push(ctx);
+                    graveyard.push(*ctx);
                 }
                 Op::Connect { client, done } => {
                     self.forget_client(client.id);
                     if wanted {
-                        run(done, ConnectOutcome { status: VERR_HGCM_INTERNAL, client: ClientId(0) });
+                        run(
+                            done,
+                            ConnectOutcome {
+                                status: VERR_HGCM_INTERNAL,
+                                client: ClientId(0),
+                            },
+                        );
                     }
                 }
                 // The client is already gone from the table; the disconnect itself succeeded.
                 Op::Disconnect { done, .. } => {
                     if wanted {
-                        run(done, DisconnectOutcome { status: VINF_SUCCESS });
+                        run(
+                            done,
+                            DisconnectOutcome {
+                                status: VINF_SUCCESS,
+                            },
+                        );
                     }
                 }
             }
@@ -428,7 +541,13 @@ impl ServiceCore {
                     Op::Disconnect { client, .. } => (PendingKind::Disconnect, *client, 0),
                     Op::Call { ctx, .. } => (PendingKind::Call, ctx.client.id, ctx.function),
                 };
-                PendingRequest { id: RequestId(*id), kind, service: self.name().to_owned(), client, function }
+                PendingRequest {
+                    id: RequestId(*id),
+                    kind,
+                    service: self.name().to_owned(),
+                    client,
+                    function,
+                }
             })
             .collect();
         out.sort_by_key(|p| p.id);

@@ -165,9 +165,18 @@ impl HgcmSnapshot {
                     return Err(SnapshotError::Corrupt("client id 0"));
                 }
                 let requestor = Requestor(r.u32()?);
-                clients.push(ClientSnapshot { id, requestor, state: r.bytes()?.to_vec() });
+                clients.push(ClientSnapshot {
+                    id,
+                    requestor,
+                    state: r.bytes()?.to_vec(),
+                });
             }
-            services.push(ServiceSnapshot { name, state_version, state, clients });
+            services.push(ServiceSnapshot {
+                name,
+                state_version,
+                state,
+                clients,
+            });
         }
         let pending_count = r.count(21)?;
         let mut pending = Vec::with_capacity(pending_count);
@@ -178,12 +187,23 @@ impl HgcmSnapshot {
             let service = r.string()?;
             let client = ClientId(r.u32()?);
             let function = r.u32()?;
-            pending.push(PendingRequest { id, kind, service, client, function });
+            pending.push(PendingRequest {
+                id,
+                kind,
+                service,
+                client,
+                function,
+            });
         }
         if !r.0.is_empty() {
             return Err(SnapshotError::Corrupt("trailing bytes"));
         }
-        Ok(HgcmSnapshot { next_client_id, next_request_seq, services, pending })
+        Ok(HgcmSnapshot {
+            next_client_id,
+            next_request_seq,
+            services,
+            pending,
+        })
     }
 }
 
@@ -235,7 +255,9 @@ impl<'a> Reader<'a> {
     fn count(&mut self, min_size: usize) -> Result<usize, SnapshotError> {
         let n = self.u64()?;
         let n = usize::try_from(n).map_err(|_| SnapshotError::Truncated)?;
-        if n.checked_mul(min_size).is_none_or(|bytes| bytes > self.0.len()) {
+        if n.checked_mul(min_size)
+            .is_none_or(|bytes| bytes > self.0.len())
+        {
             return Err(SnapshotError::Truncated);
         }
         Ok(n)
@@ -262,7 +284,11 @@ mod tests {
                 name: "Echo".into(),
                 state_version: 3,
                 state: vec![1, 2, 3],
-                clients: vec![ClientSnapshot { id: ClientId(7), requestor: Requestor(0x8 | 6), state: vec![9] }],
+                clients: vec![ClientSnapshot {
+                    id: ClientId(7),
+                    requestor: Requestor(0x8 | 6),
+                    state: vec![9],
+                }],
             }],
             pending: vec![PendingRequest {
                 id: RequestId(5),
@@ -284,7 +310,10 @@ mod tests {
     fn every_truncation_is_an_error_not_a_panic() {
         let bytes = sample().to_bytes();
         for len in 0..bytes.len() {
-            assert!(HgcmSnapshot::from_bytes(&bytes[..len]).is_err(), "prefix of {len} bytes accepted");
+            assert!(
+                HgcmSnapshot::from_bytes(&bytes[..len]).is_err(),
+                "prefix of {len} bytes accepted"
+            );
         }
     }
 
@@ -292,14 +321,20 @@ mod tests {
     fn wrong_magic_is_reported() {
         let mut bytes = sample().to_bytes();
         bytes[0] ^= 0xFF;
-        assert_eq!(HgcmSnapshot::from_bytes(&bytes), Err(SnapshotError::BadMagic));
+        assert_eq!(
+            HgcmSnapshot::from_bytes(&bytes),
+            Err(SnapshotError::BadMagic)
+        );
     }
 
     #[test]
     fn future_format_version_is_refused() {
         let mut bytes = sample().to_bytes();
         bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
-        assert_eq!(HgcmSnapshot::from_bytes(&bytes), Err(SnapshotError::UnsupportedVersion(2)));
+        assert_eq!(
+            HgcmSnapshot::from_bytes(&bytes),
+            Err(SnapshotError::UnsupportedVersion(2))
+        );
     }
 
     #[test]
@@ -307,6 +342,9 @@ mod tests {
         let mut bytes = sample().to_bytes();
         // The service count follows magic, version, next client id and next request sequence.
         bytes[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert_eq!(HgcmSnapshot::from_bytes(&bytes), Err(SnapshotError::Truncated));
+        assert_eq!(
+            HgcmSnapshot::from_bytes(&bytes),
+            Err(SnapshotError::Truncated)
+        );
     }
 }

@@ -10,8 +10,8 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 use vmmdev_hgcm_abi::ffi::{
     ABI_MAJOR, ABI_MINOR, CallFn, CancelledFn, ConnectFn, DisconnectFn, HostApi, HostCallFn,
-    LoadClientFn, LoadStateFn, MAX_SERVICE_NAME_LEN, NotifyFn, PLUGIN_TABLE_V1_0_SIZE,
-    PluginTable, RawParm, SaveClientFn, SaveStateFn, StateWriter, UnloadFn,
+    LoadClientFn, LoadStateFn, MAX_SERVICE_NAME_LEN, NotifyFn, PLUGIN_TABLE_V1_0_SIZE, PluginTable,
+    RawParm, SaveClientFn, SaveStateFn, StateWriter, UnloadFn,
 };
 use vmmdev_hgcm_abi::status::{
     VERR_HGCM_INTERNAL, VERR_HGCM_INVALID_CLIENT_ID, VERR_NOT_SUPPORTED, VERR_TOO_MUCH_DATA,
@@ -32,7 +32,9 @@ pub(crate) const MAX_STATE_BYTES: usize = 256 * 1024 * 1024;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RegisterError {
     /// The plugin was built for an incompatible ABI.
-    #[error("plugin ABI version {plugin_major}.{plugin_minor} is incompatible with host ABI {ABI_MAJOR}.{ABI_MINOR}")]
+    #[error(
+        "plugin ABI version {plugin_major}.{plugin_minor} is incompatible with host ABI {ABI_MAJOR}.{ABI_MINOR}"
+    )]
     AbiMismatch {
         /// The plugin's major version.
         plugin_major: u16,
@@ -96,15 +98,48 @@ pub(crate) struct RestoredClient {
 
 /// Work for the service thread.
 pub(crate) enum Msg {
-    Connect { id: RequestId, client: Arc<Client> },
-    Disconnect { id: RequestId, client: ClientId },
-    Call { id: RequestId, client: Arc<Client>, function: u32, requestor: u32, flags: u32, parms: RawParmsPtr, count: u32 },
-    Cancelled { client: ClientId },
-    HostCall { function: u32, parms: RawParmsPtr, count: u32, reply: Sender<Option<i32>> },
-    Save { clients: Vec<ClientId>, reply: Sender<Result<SavedService, StateRefusal>> },
-    Restore { version: u32, state: Vec<u8>, clients: Vec<RestoredClient>, reply: Sender<Result<(), StateRefusal>> },
+    Connect {
+        id: RequestId,
+        client: Arc<Client>,
+    },
+    Disconnect {
+        id: RequestId,
+        client: ClientId,
+    },
+    Call {
+        id: RequestId,
+        client: Arc<Client>,
+        function: u32,
+        requestor: u32,
+        flags: u32,
+        parms: RawParmsPtr,
+        count: u32,
+    },
+    Cancelled {
+        client: ClientId,
+    },
+    HostCall {
+        function: u32,
+        parms: RawParmsPtr,
+        count: u32,
+        reply: Sender<Option<i32>>,
+    },
+    Save {
+        clients: Vec<ClientId>,
+        reply: Sender<Result<SavedService, StateRefusal>>,
+    },
+    Restore {
+        version: u32,
+        state: Vec<u8>,
+        clients: Vec<RestoredClient>,
+        reply: Sender<Result<(), StateRefusal>>,
+    },
     Notify(VmEvent),
-    Reset { clients: Vec<ClientId>, notify: bool, reply: Sender<()> },
+    Reset {
+        clients: Vec<ClientId>,
+        notify: bool,
+        reply: Sender<()>,
+    },
     Unload,
 }
 
@@ -146,9 +181,30 @@ impl Plugin {
 
     /// # Safety
     /// `parms` must point to `count` parameters that stay valid until the call is completed.
-    unsafe fn call(&self, id: RequestId, client: ClientId, function: u32, requestor: u32, flags: u32, parms: *mut RawParm, count: u32) {
+    #[allow(clippy::too_many_arguments)] // Mirrors the ABI's `call` signature.
+    unsafe fn call(
+        &self,
+        id: RequestId,
+        client: ClientId,
+        function: u32,
+        requestor: u32,
+        flags: u32,
+        parms: *mut RawParm,
+        count: u32,
+    ) {
         // SAFETY: plugin contract; the array validity is the caller's promise.
-        unsafe { (self.call)(self.instance, id.raw(), client.0, function, requestor, flags, parms, count) }
+        unsafe {
+            (self.call)(
+                self.instance,
+                id.raw(),
+                client.0,
+                function,
+                requestor,
+                flags,
+                parms,
+                count,
+            )
+        }
     }
 
     fn cancelled(&self, client: ClientId) {
@@ -169,13 +225,17 @@ impl Plugin {
     }
 
     fn save_state(&self) -> Result<Vec<u8>, i32> {
-        let Some(f) = self.save_state else { return Ok(Vec::new()) };
+        let Some(f) = self.save_state else {
+            return Ok(Vec::new());
+        };
         // SAFETY: plugin contract; `writer` and its sink live until `f` returns.
         collect_state(|writer| unsafe { f(self.instance, writer) })
     }
 
     fn save_client(&self, client: ClientId) -> Result<Vec<u8>, i32> {
-        let Some(f) = self.save_client else { return Ok(Vec::new()) };
+        let Some(f) = self.save_client else {
+            return Ok(Vec::new());
+        };
         // SAFETY: plugin contract; `writer` and its sink live until `f` returns.
         collect_state(|writer| unsafe { f(self.instance, client.0, writer) })
     }
@@ -228,14 +288,21 @@ unsafe extern "C" fn sink_write(ctx: *mut c_void, data: *const u8, len: usize) -
     }
     if len > 0 {
         // SAFETY: the ABI requires `data` to be readable for `len` bytes during this call.
-        sink.data.extend_from_slice(unsafe { std::slice::from_raw_parts(data, len) });
+        sink.data
+            .extend_from_slice(unsafe { std::slice::from_raw_parts(data, len) });
     }
     VINF_SUCCESS
 }
 
 fn collect_state(save: impl FnOnce(*const StateWriter) -> i32) -> Result<Vec<u8>, i32> {
-    let mut sink = Sink { data: Vec::new(), overflow: false };
-    let writer = StateWriter { ctx: (&raw mut sink).cast::<c_void>(), write: sink_write };
+    let mut sink = Sink {
+        data: Vec::new(),
+        overflow: false,
+    };
+    let writer = StateWriter {
+        ctx: (&raw mut sink).cast::<c_void>(),
+        write: sink_write,
+    };
     let status = save(&writer);
     if sink.overflow {
         return Err(VERR_TOO_MUCH_DATA);
@@ -263,23 +330,35 @@ unsafe fn read_name(name: *const c_char) -> Result<String, RegisterError> {
             if bytes.is_empty() {
                 return Err(RegisterError::InvalidTable("the service name is empty"));
             }
-            return String::from_utf8(bytes).map_err(|_| RegisterError::InvalidTable("the service name is not UTF-8"));
+            return String::from_utf8(bytes)
+                .map_err(|_| RegisterError::InvalidTable("the service name is not UTF-8"));
         }
         bytes.push(byte);
     }
-    Err(RegisterError::InvalidTable("the service name is longer than 127 bytes"))
+    Err(RegisterError::InvalidTable(
+        "the service name is longer than 127 bytes",
+    ))
 }
 
 fn validate(table: &PluginTable) -> Result<(Descriptor, Plugin), RegisterError> {
     if table.abi_major != ABI_MAJOR {
-        return Err(RegisterError::AbiMismatch { plugin_major: table.abi_major, plugin_minor: table.abi_minor });
+        return Err(RegisterError::AbiMismatch {
+            plugin_major: table.abi_major,
+            plugin_minor: table.abi_minor,
+        });
     }
     if table.size < PLUGIN_TABLE_V1_0_SIZE {
-        return Err(RegisterError::TableTooSmall { size: table.size, required: PLUGIN_TABLE_V1_0_SIZE });
+        return Err(RegisterError::TableTooSmall {
+            size: table.size,
+            required: PLUGIN_TABLE_V1_0_SIZE,
+        });
     }
-    let call = table.call.ok_or(RegisterError::InvalidTable("the call entry point is missing"))?;
-    let legacy_category = ClientCategory::from_index(table.legacy_category)
-        .ok_or(RegisterError::InvalidTable("the legacy client category is not 0, 1 or 2"))?;
+    let call = table.call.ok_or(RegisterError::InvalidTable(
+        "the call entry point is missing",
+    ))?;
+    let legacy_category = ClientCategory::from_index(table.legacy_category).ok_or(
+        RegisterError::InvalidTable("the legacy client category is not 0, 1 or 2"),
+    )?;
     // SAFETY: the ABI requires `name` to be a NUL-terminated string owned by the plugin.
     let name = unsafe { read_name(table.name) }?;
     let descriptor = Descriptor {
@@ -332,11 +411,20 @@ fn prefilled_table(defaults: &Limits) -> PluginTable {
 }
 
 /// Runs the load entry and validates the table, on the service thread.
-fn load(core: &Arc<ServiceCore>, api: &HostApi, entry: LoadEntry, config: &CString, defaults: &Limits) -> Result<Plugin, RegisterError> {
+fn load(
+    core: &Arc<ServiceCore>,
+    api: &HostApi,
+    entry: LoadEntry,
+    config: &CString,
+    defaults: &Limits,
+) -> Result<Plugin, RegisterError> {
     let mut table = prefilled_table(defaults);
     let status = entry(api, config.as_ptr(), &mut table);
     if status == VERR_VERSION_MISMATCH {
-        return Err(RegisterError::AbiMismatch { plugin_major: table.abi_major, plugin_minor: table.abi_minor });
+        return Err(RegisterError::AbiMismatch {
+            plugin_major: table.abi_major,
+            plugin_minor: table.abi_minor,
+        });
     }
     if !is_success(status) {
         return Err(RegisterError::InitRefused(status));
@@ -372,7 +460,8 @@ pub(crate) fn start(
     defaults: Limits,
     keep_alive: Option<KeepAlive>,
 ) -> Result<JoinHandle<()>, RegisterError> {
-    let config = CString::new(config).map_err(|_| RegisterError::InvalidTable("the configuration contains a NUL byte"))?;
+    let config = CString::new(config)
+        .map_err(|_| RegisterError::InvalidTable("the configuration contains a NUL byte"))?;
     let (loaded_tx, loaded_rx) = crossbeam_channel::bounded(1);
     let thread = std::thread::Builder::new()
         .name(format!("hgcm-svc-{}", core.slot))
@@ -403,7 +492,9 @@ pub(crate) fn start(
         }
         Err(_) => {
             let _ = thread.join();
-            Err(RegisterError::Thread("the service thread ended while loading".into()))
+            Err(RegisterError::Thread(
+                "the service thread ended while loading".into(),
+            ))
         }
     }
 }
@@ -440,16 +531,32 @@ fn handle(core: &Arc<ServiceCore>, plugin: &Plugin, msg: Msg) {
                 core.finish_connect(id, &client, VERR_HGCM_INTERNAL);
                 return;
             }
-            let status = checked(core, plugin.connect(client.id, client.requestor, false), "connect");
+            let status = checked(
+                core,
+                plugin.connect(client.id, client.requestor, false),
+                "connect",
+            );
             if core.finish_connect(id, &client, status) == ConnectFinish::Undo {
                 plugin.disconnect(client.id);
             }
         }
         Msg::Disconnect { id, client } => {
-            let status = if failed { VINF_SUCCESS } else { checked(core, plugin.disconnect(client), "disconnect") };
+            let status = if failed {
+                VINF_SUCCESS
+            } else {
+                checked(core, plugin.disconnect(client), "disconnect")
+            };
             core.finish_disconnect(id, status);
         }
-        Msg::Call { id, client, function, requestor, flags, parms, count } => {
+        Msg::Call {
+            id,
+            client,
+            function,
+            requestor,
+            flags,
+            parms,
+            count,
+        } => {
             if failed {
                 core.finish_call_internally(id, VERR_HGCM_INTERNAL);
             } else if !client.is_live() {
@@ -465,7 +572,12 @@ fn handle(core: &Arc<ServiceCore>, plugin: &Plugin, msg: Msg) {
                 plugin.cancelled(client);
             }
         }
-        Msg::HostCall { function, parms, count, reply } => {
+        Msg::HostCall {
+            function,
+            parms,
+            count,
+            reply,
+        } => {
             let status = if failed {
                 None
             } else {
@@ -478,7 +590,12 @@ fn handle(core: &Arc<ServiceCore>, plugin: &Plugin, msg: Msg) {
         Msg::Save { clients, reply } => {
             let _ = reply.send(save(plugin, &clients, failed));
         }
-        Msg::Restore { version, state, clients, reply } => {
+        Msg::Restore {
+            version,
+            state,
+            clients,
+            reply,
+        } => {
             let _ = reply.send(restore(core, plugin, version, &state, &clients, failed));
         }
         Msg::Notify(event) => {
@@ -486,7 +603,11 @@ fn handle(core: &Arc<ServiceCore>, plugin: &Plugin, msg: Msg) {
                 plugin.notify(event);
             }
         }
-        Msg::Reset { clients, notify, reply } => {
+        Msg::Reset {
+            clients,
+            notify,
+            reply,
+        } => {
             if !failed {
                 for client in clients {
                     plugin.disconnect(client);
@@ -503,36 +624,73 @@ fn handle(core: &Arc<ServiceCore>, plugin: &Plugin, msg: Msg) {
 
 fn save(plugin: &Plugin, clients: &[ClientId], failed: bool) -> Result<SavedService, StateRefusal> {
     if failed {
-        return Err(StateRefusal { what: "save (the service has failed)".into(), status: VERR_HGCM_INTERNAL });
+        return Err(StateRefusal {
+            what: "save (the service has failed)".into(),
+            status: VERR_HGCM_INTERNAL,
+        });
     }
-    let state = plugin.save_state().map_err(|status| StateRefusal { what: "save_state".into(), status })?;
+    let state = plugin.save_state().map_err(|status| StateRefusal {
+        what: "save_state".into(),
+        status,
+    })?;
     let mut saved = Vec::with_capacity(clients.len());
     for &client in clients {
-        let data = plugin
-            .save_client(client)
-            .map_err(|status| StateRefusal { what: format!("save_client({})", client.0), status })?;
+        let data = plugin.save_client(client).map_err(|status| StateRefusal {
+            what: format!("save_client({})", client.0),
+            status,
+        })?;
         saved.push((client, data));
     }
-    Ok(SavedService { state, clients: saved })
+    Ok(SavedService {
+        state,
+        clients: saved,
+    })
 }
 
-fn restore(core: &ServiceCore, plugin: &Plugin, version: u32, state: &[u8], clients: &[RestoredClient], failed: bool) -> Result<(), StateRefusal> {
+fn restore(
+    core: &ServiceCore,
+    plugin: &Plugin,
+    version: u32,
+    state: &[u8],
+    clients: &[RestoredClient],
+    failed: bool,
+) -> Result<(), StateRefusal> {
     if failed {
-        return Err(StateRefusal { what: "restore (the service has failed)".into(), status: VERR_HGCM_INTERNAL });
+        return Err(StateRefusal {
+            what: "restore (the service has failed)".into(),
+            status: VERR_HGCM_INTERNAL,
+        });
     }
     let status = checked(core, plugin.load_state(version, state), "load_state");
     if !is_success(status) {
-        return Err(StateRefusal { what: "load_state".into(), status });
+        return Err(StateRefusal {
+            what: "load_state".into(),
+            status,
+        });
     }
     for restored in clients {
         let id = restored.client.id;
-        let status = checked(core, plugin.connect(id, restored.client.requestor, true), "connect");
+        let status = checked(
+            core,
+            plugin.connect(id, restored.client.requestor, true),
+            "connect",
+        );
         if !is_success(status) {
-            return Err(StateRefusal { what: format!("connect({}, restoring)", id.0), status });
+            return Err(StateRefusal {
+                what: format!("connect({}, restoring)", id.0),
+                status,
+            });
         }
-        let status = checked(core, plugin.load_client(id, version, &restored.state), "load_client");
+        let status = checked(
+            core,
+            plugin.load_client(id, version, &restored.state),
+            "load_client",
+        );
         if !is_success(status) {
-            return Err(StateRefusal { what: format!("load_client({})", id.0), status });
+            return Err(StateRefusal {
+                what: format!("load_client({})", id.0),
+                status,
+            });
         }
     }
     Ok(())

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use vmmdev_hgcm::status::*;
-use vmmdev_hgcm::{HgcmSnapshot, Hgcm, HgcmConfig, Parm, PendingKind, RestoreError};
+use vmmdev_hgcm::{Hgcm, HgcmConfig, HgcmSnapshot, Parm, PendingKind, RestoreError};
 use vmmdev_svc_echo::*;
 
 #[test]
@@ -16,22 +16,37 @@ fn restore_recreates_clients_state_and_lists_pending_calls() {
         call(&hgcm, first, FN_NOOP, vec![]);
     }
     call(&hgcm, second, FN_NOOP, vec![]);
-    let (wait_id, _waiting) = submit(&hgcm, request(first, FN_WAIT, vec![Parm::U32(0), Parm::U32(0)])).expect("accepted");
-    eventually("the wait to be parked", || host_count(&hgcm, HOST_FN_WAITER_COUNT) == 1);
+    let (wait_id, _waiting) = submit(
+        &hgcm,
+        request(first, FN_WAIT, vec![Parm::U32(0), Parm::U32(0)]),
+    )
+    .expect("accepted");
+    eventually("the wait to be parked", || {
+        host_count(&hgcm, HOST_FN_WAITER_COUNT) == 1
+    });
 
     let snapshot = hgcm.save().expect("saves");
     assert_eq!(snapshot.pending().len(), 1);
     let pending = &snapshot.pending()[0];
-    assert_eq!((pending.id, pending.kind, pending.client, pending.function), (wait_id, PendingKind::Call, first, FN_WAIT));
+    assert_eq!(
+        (pending.id, pending.kind, pending.client, pending.function),
+        (wait_id, PendingKind::Call, first, FN_WAIT)
+    );
     let bytes = snapshot.to_bytes();
     hgcm.shutdown();
 
     let restored = hgcm_with_echo("");
-    restored.restore(&HgcmSnapshot::from_bytes(&bytes).expect("parses")).expect("restores");
+    restored
+        .restore(&HgcmSnapshot::from_bytes(&bytes).expect("parses"))
+        .expect("restores");
     assert_eq!(host_count(&restored, HOST_FN_CLIENT_COUNT), 2);
 
     // The transport resubmits the pending call, flagged as restored.
-    let mut resubmitted = request(first, FN_INFO, vec![Parm::U32(0), Parm::U32(0), Parm::U32(0)]);
+    let mut resubmitted = request(
+        first,
+        FN_INFO,
+        vec![Parm::U32(0), Parm::U32(0), Parm::U32(0)],
+    );
     resubmitted.restored = true;
     let (_, rx) = submit(&restored, resubmitted).expect("restored client accepts calls");
     let info = rx.recv_timeout(DEADLINE).expect("completes");
@@ -42,7 +57,10 @@ fn restore_recreates_clients_state_and_lists_pending_calls() {
     // Saved: 5 calls served (4 no-ops and the wait), 4 by `first`; plus INFO and STATS since.
     assert_eq!(stats.params[0].as_u64(), Some(7));
     assert_eq!(stats.params[1].as_u32(), Some(6));
-    assert!(connect_ok(&restored, SERVICE_NAME).0 > second.0, "a restored id was reissued");
+    assert!(
+        connect_ok(&restored, SERVICE_NAME).0 > second.0,
+        "a restored id was reissued"
+    );
 }
 
 #[test]
@@ -51,7 +69,10 @@ fn restore_needs_every_saved_service() {
     connect_ok(&hgcm, SERVICE_NAME);
     let snapshot = hgcm.save().expect("saves");
     let empty = Hgcm::new(HgcmConfig::default());
-    assert_eq!(empty.restore(&snapshot), Err(RestoreError::ServiceMissing(SERVICE_NAME.into())));
+    assert_eq!(
+        empty.restore(&snapshot),
+        Err(RestoreError::ServiceMissing(SERVICE_NAME.into()))
+    );
 }
 
 #[test]
@@ -64,5 +85,8 @@ fn restore_replaces_existing_clients() {
     hgcm.restore(&snapshot).expect("restores");
     assert_eq!(host_count(&hgcm, HOST_FN_CLIENT_COUNT), 1);
     assert!(submit(&hgcm, request(extra, FN_NOOP, vec![])).is_err());
-    assert_eq!(call(&hgcm, saved_client, FN_NOOP, vec![]).status, VINF_SUCCESS);
+    assert_eq!(
+        call(&hgcm, saved_client, FN_NOOP, vec![]).status,
+        VINF_SUCCESS
+    );
 }

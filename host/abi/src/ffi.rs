@@ -193,8 +193,12 @@ pub type LoadEntry =
 /// `unload(instance)`: last call; release everything.
 pub type UnloadFn = unsafe extern "C" fn(instance: *mut c_void);
 /// `connect(instance, client, requestor, restoring)`: a new client; non-success refuses it.
-pub type ConnectFn =
-    unsafe extern "C" fn(instance: *mut c_void, client: u32, requestor: u32, restoring: bool) -> i32;
+pub type ConnectFn = unsafe extern "C" fn(
+    instance: *mut c_void,
+    client: u32,
+    requestor: u32,
+    restoring: bool,
+) -> i32;
 /// `disconnect(instance, client)`: the client is gone; the status goes to the disconnecting caller.
 pub type DisconnectFn = unsafe extern "C" fn(instance: *mut c_void, client: u32) -> i32;
 /// `call(instance, handle, client, function, requestor, flags, parms, count)`: a guest call;
@@ -213,10 +217,15 @@ pub type CallFn = unsafe extern "C" fn(
 /// `HostApi::is_cancelled` for the client's pending calls.
 pub type CancelledFn = unsafe extern "C" fn(instance: *mut c_void, client: u32);
 /// `host_call(instance, function, parms, count)`: a synchronous call from the embedder.
-pub type HostCallFn =
-    unsafe extern "C" fn(instance: *mut c_void, function: u32, parms: *mut RawParm, count: u32) -> i32;
+pub type HostCallFn = unsafe extern "C" fn(
+    instance: *mut c_void,
+    function: u32,
+    parms: *mut RawParm,
+    count: u32,
+) -> i32;
 /// `save_state(instance, writer)`: write the service-wide state.
-pub type SaveStateFn = unsafe extern "C" fn(instance: *mut c_void, writer: *const StateWriter) -> i32;
+pub type SaveStateFn =
+    unsafe extern "C" fn(instance: *mut c_void, writer: *const StateWriter) -> i32;
 /// `load_state(instance, version, data, len)`: restore the service-wide state.
 pub type LoadStateFn =
     unsafe extern "C" fn(instance: *mut c_void, version: u32, data: *const u8, len: usize) -> i32;

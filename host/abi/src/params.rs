@@ -167,7 +167,10 @@ impl Buffer {
         let raw = Box::into_raw(data.into_boxed_slice());
         let base = raw.cast::<u8>();
         Buffer {
-            backing: Backing::Host(IoVec { base, len: len as usize }),
+            backing: Backing::Host(IoVec {
+                base,
+                len: len as usize,
+            }),
             direction,
             len,
             reported_len: len,
@@ -196,14 +199,22 @@ impl Buffer {
             for slice in mem.get_slices(addr, len) {
                 let slice = slice.map_err(|_| outside.clone())?;
                 covered += slice.len();
-                iov.push(IoVec { base: slice.ptr_guard_mut().as_ptr(), len: slice.len() });
+                iov.push(IoVec {
+                    base: slice.ptr_guard_mut().as_ptr(),
+                    len: slice.len(),
+                });
             }
             if covered != len {
                 return Err(outside);
             }
         }
         let len = checked_len(total)?;
-        Ok(Buffer { backing: Backing::Guest { _mem: mem, iov }, direction, len, reported_len: len })
+        Ok(Buffer {
+            backing: Backing::Guest { _mem: mem, iov },
+            direction,
+            len,
+            reported_len: len,
+        })
     }
 
     /// A buffer over memory described by `count` iovecs at `iov`, owned by someone else.
@@ -257,7 +268,10 @@ impl Buffer {
     /// Sets how many bytes the service produced; at most `len`.
     pub fn set_reported_len(&mut self, n: usize) -> Result<(), BufferError> {
         if n > self.len() {
-            return Err(BufferError::ReportedTooLong { reported: n, len: self.len() });
+            return Err(BufferError::ReportedTooLong {
+                reported: n,
+                len: self.len(),
+            });
         }
         self.reported_len = n as u32;
         Ok(())
@@ -307,7 +321,10 @@ impl Buffer {
     /// `dst.len()` at the end of the buffer).
     pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<usize, BufferError> {
         if offset > self.len() {
-            return Err(BufferError::OutOfBounds { offset, len: self.len() });
+            return Err(BufferError::OutOfBounds {
+                offset,
+                len: self.len(),
+            });
         }
         let mut skip = offset;
         let mut done = 0;
@@ -319,7 +336,10 @@ impl Buffer {
                 skip -= slice.len();
                 continue;
             }
-            let piece = slice.offset(skip).map_err(|_| BufferError::OutOfBounds { offset, len: self.len() })?;
+            let piece = slice.offset(skip).map_err(|_| BufferError::OutOfBounds {
+                offset,
+                len: self.len(),
+            })?;
             skip = 0;
             done += piece.copy_to(&mut dst[done..]);
         }
@@ -333,7 +353,10 @@ impl Buffer {
             return Err(BufferError::ReadOnly);
         }
         if offset > self.len() {
-            return Err(BufferError::OutOfBounds { offset, len: self.len() });
+            return Err(BufferError::OutOfBounds {
+                offset,
+                len: self.len(),
+            });
         }
         let mut skip = offset;
         let mut done = 0;
@@ -345,7 +368,10 @@ impl Buffer {
                 skip -= slice.len();
                 continue;
             }
-            let piece = slice.offset(skip).map_err(|_| BufferError::OutOfBounds { offset, len: self.len() })?;
+            let piece = slice.offset(skip).map_err(|_| BufferError::OutOfBounds {
+                offset,
+                len: self.len(),
+            })?;
             skip = 0;
             let n = piece.len().min(src.len() - done);
             piece.copy_from(&src[done..done + n]);
@@ -358,7 +384,10 @@ impl Buffer {
     /// Fails if the buffer is longer than `max`.
     pub fn copy_in(&self, max: usize) -> Result<Vec<u8>, BufferError> {
         if self.len() > max {
-            return Err(BufferError::TooLarge { len: self.len(), max });
+            return Err(BufferError::TooLarge {
+                len: self.len(),
+                max,
+            });
         }
         let mut data = vec![0; self.len()];
         let n = self.read_at(0, &mut data)?;
@@ -389,10 +418,18 @@ impl Buffer {
                 copy.reported_len = self.reported_len;
                 return Some(copy);
             }
-            Backing::Guest { _mem, iov } => Backing::Guest { _mem: _mem.clone(), iov: iov.clone() },
+            Backing::Guest { _mem, iov } => Backing::Guest {
+                _mem: _mem.clone(),
+                iov: iov.clone(),
+            },
             Backing::Foreign { .. } => return None,
         };
-        Some(Buffer { backing, direction: self.direction, len: self.len, reported_len: self.reported_len })
+        Some(Buffer {
+            backing,
+            direction: self.direction,
+            len: self.len,
+            reported_len: self.reported_len,
+        })
     }
 }
 
@@ -498,8 +535,15 @@ fn typed<'a, T>(
     expected: &'static str,
     pick: impl FnOnce(&'a Parm) -> Option<T>,
 ) -> Result<T, ParmError> {
-    let parm = parms.get(index).ok_or(ParmError::Missing { index, count: parms.len() })?;
-    pick(parm).ok_or(ParmError::WrongType { index, expected, found: parm.type_name() })
+    let parm = parms.get(index).ok_or(ParmError::Missing {
+        index,
+        count: parms.len(),
+    })?;
+    pick(parm).ok_or(ParmError::WrongType {
+        index,
+        expected,
+        found: parm.type_name(),
+    })
 }
 
 impl ParmsExt for [Parm] {
@@ -549,14 +593,21 @@ mod tests {
     #[test]
     fn offset_past_end_is_an_error() {
         let buffer = Buffer::host(vec![0; 4], Direction::Both);
-        assert_eq!(buffer.read_at(5, &mut [0; 1]), Err(BufferError::OutOfBounds { offset: 5, len: 4 }));
+        assert_eq!(
+            buffer.read_at(5, &mut [0; 1]),
+            Err(BufferError::OutOfBounds { offset: 5, len: 4 })
+        );
     }
 
     #[test]
     fn guest_buffer_spanning_two_regions_reads_and_writes_across_the_boundary() {
         let mem = guest_ram();
-        let mut buffer =
-            Buffer::guest(mem.clone(), vec![(GuestAddress(0x3FFE), 4)], Direction::Both).expect("in RAM");
+        let mut buffer = Buffer::guest(
+            mem.clone(),
+            vec![(GuestAddress(0x3FFE), 4)],
+            Direction::Both,
+        )
+        .expect("in RAM");
         assert_eq!(buffer.iovecs().len(), 2);
         assert_eq!(buffer.write_at(0, b"wxyz"), Ok(4));
         let mut out = [0u8; 4];
@@ -566,14 +617,31 @@ mod tests {
 
     #[test]
     fn guest_buffer_outside_ram_is_refused() {
-        let result = Buffer::guest(guest_ram(), vec![(GuestAddress(0x7FF0), 0x20)], Direction::ToHost);
-        assert_eq!(result.err(), Some(BufferError::OutsideGuestMemory { addr: 0x7FF0, len: 0x20 }));
+        let result = Buffer::guest(
+            guest_ram(),
+            vec![(GuestAddress(0x7FF0), 0x20)],
+            Direction::ToHost,
+        );
+        assert_eq!(
+            result.err(),
+            Some(BufferError::OutsideGuestMemory {
+                addr: 0x7FF0,
+                len: 0x20
+            })
+        );
     }
 
     #[test]
     fn guest_buffer_with_wrapping_address_is_refused() {
-        let result = Buffer::guest(guest_ram(), vec![(GuestAddress(u64::MAX - 1), 4)], Direction::ToHost);
-        assert!(matches!(result, Err(BufferError::OutsideGuestMemory { .. })));
+        let result = Buffer::guest(
+            guest_ram(),
+            vec![(GuestAddress(u64::MAX - 1), 4)],
+            Direction::ToHost,
+        );
+        assert!(matches!(
+            result,
+            Err(BufferError::OutsideGuestMemory { .. })
+        ));
     }
 
     #[test]
@@ -592,7 +660,10 @@ mod tests {
     #[test]
     fn copy_in_refuses_buffers_over_the_bound() {
         let buffer = Buffer::host(vec![0; 10], Direction::ToHost);
-        assert_eq!(buffer.copy_in(9), Err(BufferError::TooLarge { len: 10, max: 9 }));
+        assert_eq!(
+            buffer.copy_in(9),
+            Err(BufferError::TooLarge { len: 10, max: 9 })
+        );
     }
 
     #[test]
@@ -606,7 +677,10 @@ mod tests {
     #[test]
     fn foreign_buffer_len_is_clamped_to_its_pieces() {
         let mut bytes = [1u8, 2, 3];
-        let iov = [IoVec { base: bytes.as_mut_ptr(), len: bytes.len() }];
+        let iov = [IoVec {
+            base: bytes.as_mut_ptr(),
+            len: bytes.len(),
+        }];
         // SAFETY: `bytes` and `iov` outlive the buffer, which is dropped at the end of the test.
         let buffer = unsafe { Buffer::from_raw_parts(iov.as_ptr(), 1, Direction::ToHost, 10, 10) };
         assert_eq!(buffer.len(), 3);
@@ -618,8 +692,18 @@ mod tests {
     fn typed_access_reports_wrong_type_and_missing_index() {
         let parms = [Parm::U32(7), Parm::U64(9)];
         assert_eq!(parms.u32_at(0), Ok(7));
-        assert_eq!(parms.u32_at(1), Err(ParmError::WrongType { index: 1, expected: "u32", found: "u64" }));
-        assert_eq!(parms.u64_at(2), Err(ParmError::Missing { index: 2, count: 2 }));
+        assert_eq!(
+            parms.u32_at(1),
+            Err(ParmError::WrongType {
+                index: 1,
+                expected: "u32",
+                found: "u64"
+            })
+        );
+        assert_eq!(
+            parms.u64_at(2),
+            Err(ParmError::Missing { index: 2, count: 2 })
+        );
     }
 
     #[test]

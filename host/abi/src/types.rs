@@ -176,26 +176,41 @@ mod tests {
 
     #[test]
     fn linux_core_driver_requestor_is_kernel_category() {
-        assert_eq!(Requestor(0x1).category(ClientCategory::Kernel), ClientCategory::Kernel);
-        assert_eq!(Requestor(0x2).category(ClientCategory::User), ClientCategory::Kernel);
+        assert_eq!(
+            Requestor(0x1).category(ClientCategory::Kernel),
+            ClientCategory::Kernel
+        );
+        assert_eq!(
+            Requestor(0x2).category(ClientCategory::User),
+            ClientCategory::Kernel
+        );
     }
 
     #[test]
     fn root_user_session_is_root_category_and_user_mode() {
         let root_session = Requestor(0x8 | 0x3 | 0x80);
-        assert_eq!(root_session.category(ClientCategory::Kernel), ClientCategory::Root);
+        assert_eq!(
+            root_session.category(ClientCategory::Kernel),
+            ClientCategory::Root
+        );
         assert!(root_session.is_user_mode());
         assert!(!root_session.is_user_device());
     }
 
     #[test]
     fn not_given_user_class_is_user_category() {
-        assert_eq!(Requestor(0).category(ClientCategory::Kernel), ClientCategory::User);
+        assert_eq!(
+            Requestor(0).category(ClientCategory::Kernel),
+            ClientCategory::User
+        );
     }
 
     #[test]
     fn legacy_requestor_uses_the_service_legacy_category() {
-        assert_eq!(Requestor::LEGACY.category(ClientCategory::Root), ClientCategory::Root);
+        assert_eq!(
+            Requestor::LEGACY.category(ClientCategory::Root),
+            ClientCategory::Root
+        );
         assert_eq!(Requestor::LEGACY.user_class(), None);
         assert!(!Requestor::LEGACY.is_user_mode());
     }
@@ -209,7 +224,13 @@ mod tests {
 
     #[test]
     fn vm_event_codes_round_trip() {
-        for event in [VmEvent::PowerOn, VmEvent::Resume, VmEvent::Suspend, VmEvent::Reset, VmEvent::PowerOff] {
+        for event in [
+            VmEvent::PowerOn,
+            VmEvent::Resume,
+            VmEvent::Suspend,
+            VmEvent::Reset,
+            VmEvent::PowerOff,
+        ] {
             assert_eq!(VmEvent::from_code(event.code()), Some(event));
         }
         assert_eq!(VmEvent::from_code(0), None);

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use vmmdev_hgcm_abi::ffi::{CallHandle, RawParm};
-use vmmdev_hgcm_abi::status::{VERR_ALREADY_RESET, VERR_CANCELLED, VERR_HGCM_INTERNAL, VINF_SUCCESS};
+use vmmdev_hgcm_abi::status::{
+    VERR_ALREADY_RESET, VERR_CANCELLED, VERR_HGCM_INTERNAL, VINF_SUCCESS,
+};
 use vmmdev_hgcm_abi::{ClientId, Requestor};
 
 use crate::link::HostLink;
@@ -74,7 +76,12 @@ impl Call {
     /// # Safety
     /// `raw` must be the host's array of `count` parameters for this call, valid until the call
     /// is completed through the host API.
-    pub(crate) unsafe fn new(link: Arc<HostLink>, info: CallInfo, raw: *mut RawParm, count: u32) -> Result<Call, (Arc<HostLink>, CallHandle)> {
+    pub(crate) unsafe fn new(
+        link: Arc<HostLink>,
+        info: CallInfo,
+        raw: *mut RawParm,
+        count: u32,
+    ) -> Result<Call, (Arc<HostLink>, CallHandle)> {
         // SAFETY: forwarded from the caller.
         match unsafe { Params::from_raw(raw, count) } {
             Ok(params) => Ok(Call {
@@ -116,7 +123,9 @@ impl Call {
     /// A cancelled call should be completed soon; its result is discarded.
     pub fn is_cancelled(&self) -> bool {
         // SAFETY: the host API contract: `ctx` and a live handle, from any thread.
-        self.link.with(true, |api| unsafe { (api.is_cancelled)(api.ctx, self.handle) })
+        self.link.with(true, |api| unsafe {
+            (api.is_cancelled)(api.ctx, self.handle)
+        })
     }
 
     /// The parameters.
@@ -151,7 +160,11 @@ impl Call {
 impl Drop for Call {
     fn drop(&mut self) {
         if !self.completed {
-            log::warn!("HGCM call {} of {} dropped without completion", self.function, self.client);
+            log::warn!(
+                "HGCM call {} of {} dropped without completion",
+                self.function,
+                self.client
+            );
             self.finish(DROPPED_CALL_STATUS);
         }
     }
@@ -159,8 +172,8 @@ impl Drop for Call {
 
 /// Completes a call whose parameters could not even be read (a host bug).
 pub(crate) fn refuse(link: &HostLink, handle: CallHandle, status: i32) {
-    // SAFETY: the host API contract: `ctx` and a live handle, from any thread.
     link.with((), |api| {
+        // SAFETY: the host API contract: `ctx` and a live handle, from any thread.
         unsafe { (api.complete)(api.ctx, handle, status) };
     });
 }

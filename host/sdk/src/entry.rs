@@ -8,8 +8,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use vmmdev_hgcm_abi::ffi::{
-    ABI_MAJOR, ABI_MINOR, CALL_FLAG_RESTORED, CallHandle, HOST_API_V1_0_SIZE, HostApi,
-    PluginTable, RawParm, StateWriter,
+    ABI_MAJOR, ABI_MINOR, CALL_FLAG_RESTORED, CallHandle, HOST_API_V1_0_SIZE, HostApi, PluginTable,
+    RawParm, StateWriter,
 };
 use vmmdev_hgcm_abi::status::{
     VERR_GENERAL_FAILURE, VERR_HGCM_INTERNAL, VERR_INVALID_PARAMETER, VERR_VERSION_MISMATCH,
@@ -48,7 +48,10 @@ impl<S: Service> Instance<S> {
             Ok(value) => value,
             Err(payload) => {
                 self.poisoned = true;
-                self.host.report_failure(&format!("service panicked: {}", panic_text(payload.as_ref())));
+                self.host.report_failure(&format!(
+                    "service panicked: {}",
+                    panic_text(payload.as_ref())
+                ));
                 fallback
             }
         }
@@ -83,10 +86,17 @@ unsafe extern "C" fn unload<S: Service>(inst: *mut c_void) {
     }
 }
 
-unsafe extern "C" fn connect<S: Service>(inst: *mut c_void, client: u32, requestor: u32, restoring: bool) -> i32 {
+unsafe extern "C" fn connect<S: Service>(
+    inst: *mut c_void,
+    client: u32,
+    requestor: u32,
+    restoring: bool,
+) -> i32 {
     // SAFETY: the host's contract (see `instance`).
     let inst = unsafe { instance::<S>(inst) };
-    inst.guard(VERR_HGCM_INTERNAL, |s| status_of(s.connect(ClientId(client), Requestor(requestor), restoring)))
+    inst.guard(VERR_HGCM_INTERNAL, |s| {
+        status_of(s.connect(ClientId(client), Requestor(requestor), restoring))
+    })
 }
 
 unsafe extern "C" fn disconnect<S: Service>(inst: *mut c_void, client: u32) -> i32 {
@@ -132,7 +142,12 @@ unsafe extern "C" fn cancelled<S: Service>(inst: *mut c_void, client: u32) {
     inst.guard((), |s| s.cancelled(ClientId(client)));
 }
 
-unsafe extern "C" fn host_call<S: Service>(inst: *mut c_void, function: u32, parms: *mut RawParm, count: u32) -> i32 {
+unsafe extern "C" fn host_call<S: Service>(
+    inst: *mut c_void,
+    function: u32,
+    parms: *mut RawParm,
+    count: u32,
+) -> i32 {
     // SAFETY: the host's contract (see `instance`).
     let inst = unsafe { instance::<S>(inst) };
     // SAFETY: the host keeps the array valid during this callback; `params` is dropped in it.
@@ -168,7 +183,11 @@ unsafe extern "C" fn save_state<S: Service>(inst: *mut c_void, writer: *const St
     }
 }
 
-unsafe extern "C" fn save_client<S: Service>(inst: *mut c_void, client: u32, writer: *const StateWriter) -> i32 {
+unsafe extern "C" fn save_client<S: Service>(
+    inst: *mut c_void,
+    client: u32,
+    writer: *const StateWriter,
+) -> i32 {
     // SAFETY: the host's contract (see `instance`).
     let inst = unsafe { instance::<S>(inst) };
     match inst.guard(None, |s| Some(s.save_client(ClientId(client)))) {
@@ -189,20 +208,39 @@ unsafe fn state_bytes<'a>(data: *const u8, len: usize) -> Option<&'a [u8]> {
     }
 }
 
-unsafe extern "C" fn load_state<S: Service>(inst: *mut c_void, version: u32, data: *const u8, len: usize) -> i32 {
+unsafe extern "C" fn load_state<S: Service>(
+    inst: *mut c_void,
+    version: u32,
+    data: *const u8,
+    len: usize,
+) -> i32 {
     // SAFETY: the host's contract (see `instance`).
     let inst = unsafe { instance::<S>(inst) };
     // SAFETY: the host passes data valid during the callback.
-    let Some(data) = (unsafe { state_bytes(data, len) }) else { return VERR_INVALID_PARAMETER };
-    inst.guard(VERR_HGCM_INTERNAL, |s| status_of(s.load_state(version, data)))
+    let Some(data) = (unsafe { state_bytes(data, len) }) else {
+        return VERR_INVALID_PARAMETER;
+    };
+    inst.guard(VERR_HGCM_INTERNAL, |s| {
+        status_of(s.load_state(version, data))
+    })
 }
 
-unsafe extern "C" fn load_client<S: Service>(inst: *mut c_void, client: u32, version: u32, data: *const u8, len: usize) -> i32 {
+unsafe extern "C" fn load_client<S: Service>(
+    inst: *mut c_void,
+    client: u32,
+    version: u32,
+    data: *const u8,
+    len: usize,
+) -> i32 {
     // SAFETY: the host's contract (see `instance`).
     let inst = unsafe { instance::<S>(inst) };
     // SAFETY: the host passes data valid during the callback.
-    let Some(data) = (unsafe { state_bytes(data, len) }) else { return VERR_INVALID_PARAMETER };
-    inst.guard(VERR_HGCM_INTERNAL, |s| status_of(s.load_client(ClientId(client), version, data)))
+    let Some(data) = (unsafe { state_bytes(data, len) }) else {
+        return VERR_INVALID_PARAMETER;
+    };
+    inst.guard(VERR_HGCM_INTERNAL, |s| {
+        status_of(s.load_client(ClientId(client), version, data))
+    })
 }
 
 unsafe extern "C" fn notify<S: Service>(inst: *mut c_void, event: u32) {
@@ -232,7 +270,10 @@ pub unsafe fn load<S: Service>(
     // so these fields can be read and written whatever the host's version.
     let (host_size, host_major, table_size) =
         unsafe { ((*host).size, (*host).abi_major, (*table).size) };
-    if host_major != ABI_MAJOR || host_size < HOST_API_V1_0_SIZE || (table_size as usize) < size_of::<PluginTable>() {
+    if host_major != ABI_MAJOR
+        || host_size < HOST_API_V1_0_SIZE
+        || (table_size as usize) < size_of::<PluginTable>()
+    {
         // SAFETY: the header is always present (see above).
         unsafe {
             (*table).abi_major = ABI_MAJOR;
@@ -257,7 +298,10 @@ pub unsafe fn load<S: Service>(
         Ok(Ok(service)) => service,
         Ok(Err(status)) => return status_of(Err(status)),
         Err(payload) => {
-            log::error!("HGCM service constructor panicked: {}", panic_text(payload.as_ref()));
+            log::error!(
+                "HGCM service constructor panicked: {}",
+                panic_text(payload.as_ref())
+            );
             return VERR_HGCM_INTERNAL;
         }
     };
@@ -266,13 +310,18 @@ pub unsafe fn load<S: Service>(
     let defaults = ClientLimits {
         max_clients: table.max_clients,
         max_calls_per_client: table.max_calls_per_client,
-        legacy_category: ClientCategory::from_index(table.legacy_category).unwrap_or(ClientCategory::Kernel),
+        legacy_category: ClientCategory::from_index(table.legacy_category)
+            .unwrap_or(ClientCategory::Kernel),
     };
     let limits = match catch_unwind(AssertUnwindSafe(|| service.client_limits(defaults))) {
         Ok(limits) => limits,
         Err(_) => return VERR_HGCM_INTERNAL,
     };
-    let instance = Box::into_raw(Box::new(Instance { service, host, poisoned: false }));
+    let instance = Box::into_raw(Box::new(Instance {
+        service,
+        host,
+        poisoned: false,
+    }));
     *table = PluginTable {
         size: size_of::<PluginTable>() as u32,
         abi_major: ABI_MAJOR,

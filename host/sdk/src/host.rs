@@ -35,7 +35,9 @@ impl Host {
     /// calls turn cancelled.
     pub fn disconnect_client(&self, client: ClientId) -> i32 {
         // SAFETY: the host API contract.
-        self.link.with(VERR_INVALID_STATE, |api| unsafe { (api.disconnect_client)(api.ctx, client.0) })
+        self.link.with(VERR_INVALID_STATE, |api| unsafe {
+            (api.disconnect_client)(api.ctx, client.0)
+        })
     }
 
     /// Logs through the host's logger.
@@ -43,11 +45,15 @@ impl Host {
         let level = level as u32;
         // SAFETY: the host API contract; `message` is valid for the duration of the call. The
         // `log` crate's levels 1 (error) to 5 (trace) equal the ABI's `LOG_*` values.
-        self.link.with((), |api| unsafe { (api.log)(api.ctx, level, message.as_ptr(), message.len()) });
+        self.link.with((), |api| unsafe {
+            (api.log)(api.ctx, level, message.as_ptr(), message.len())
+        });
     }
 
     pub(crate) fn report_failure(&self, reason: &str) {
         // SAFETY: the host API contract; `reason` is valid for the duration of the call.
-        self.link.with((), |api| unsafe { (api.report_failure)(api.ctx, reason.as_ptr(), reason.len()) });
+        self.link.with((), |api| unsafe {
+            (api.report_failure)(api.ctx, reason.as_ptr(), reason.len())
+        });
     }
 }

@@ -19,13 +19,21 @@ unsafe impl Sync for HostLink {}
 
 impl HostLink {
     pub(crate) fn new(api: HostApi) -> Self {
-        HostLink { api, closed: AtomicBool::new(false), in_flight: AtomicUsize::new(0) }
+        HostLink {
+            api,
+            closed: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+        }
     }
 
     /// Runs `f` with the host API unless the service was unloaded (then returns `fallback`).
     pub(crate) fn with<T>(&self, fallback: T, f: impl FnOnce(&HostApi) -> T) -> T {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let result = if self.closed.load(Ordering::SeqCst) { fallback } else { f(&self.api) };
+        let result = if self.closed.load(Ordering::SeqCst) {
+            fallback
+        } else {
+            f(&self.api)
+        };
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         result
     }

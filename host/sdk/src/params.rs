@@ -35,9 +35,16 @@ impl Params {
                     PARM_U64 => Parm::U64(raw.value.u64),
                     PARM_BUFFER => {
                         let b = raw.value.buffer;
-                        let direction = Direction::from_code(b.direction).ok_or(VERR_INVALID_PARAMETER)?;
+                        let direction =
+                            Direction::from_code(b.direction).ok_or(VERR_INVALID_PARAMETER)?;
                         // The buffer never leaves `Params` by value (see `BufferMut`).
-                        Parm::Buffer(Buffer::from_raw_parts(b.iov, b.iov_count as usize, direction, b.len, b.reported_len))
+                        Parm::Buffer(Buffer::from_raw_parts(
+                            b.iov,
+                            b.iov_count as usize,
+                            direction,
+                            b.len,
+                            b.reported_len,
+                        ))
                     }
                     _ => return Err(VERR_INVALID_PARAMETER),
                 }
@@ -77,7 +84,11 @@ impl Params {
 
     /// `Err(VERR_INVALID_PARAMETER)` unless there are exactly `count` parameters.
     pub fn expect_count(&self, count: usize) -> Result<(), i32> {
-        if self.parms.len() == count { Ok(()) } else { Err(VERR_INVALID_PARAMETER) }
+        if self.parms.len() == count {
+            Ok(())
+        } else {
+            Err(VERR_INVALID_PARAMETER)
+        }
     }
 
     /// The parameter at `index`.
@@ -92,22 +103,32 @@ impl Params {
 
     /// The 32-bit value at `index`.
     pub fn u32(&self, index: usize) -> Result<u32, i32> {
-        self.get(index).and_then(Parm::as_u32).ok_or(VERR_INVALID_PARAMETER)
+        self.get(index)
+            .and_then(Parm::as_u32)
+            .ok_or(VERR_INVALID_PARAMETER)
     }
 
     /// The 64-bit value at `index`.
     pub fn u64(&self, index: usize) -> Result<u64, i32> {
-        self.get(index).and_then(Parm::as_u64).ok_or(VERR_INVALID_PARAMETER)
+        self.get(index)
+            .and_then(Parm::as_u64)
+            .ok_or(VERR_INVALID_PARAMETER)
     }
 
     /// The buffer at `index`.
     pub fn buffer(&self, index: usize) -> Result<&Buffer, i32> {
-        self.get(index).and_then(Parm::as_buffer).ok_or(VERR_INVALID_PARAMETER)
+        self.get(index)
+            .and_then(Parm::as_buffer)
+            .ok_or(VERR_INVALID_PARAMETER)
     }
 
     /// Write access to the buffer at `index`.
     pub fn buffer_mut(&mut self, index: usize) -> Result<BufferMut<'_>, i32> {
-        self.parms.get_mut(index).and_then(Parm::as_buffer_mut).map(BufferMut).ok_or(VERR_INVALID_PARAMETER)
+        self.parms
+            .get_mut(index)
+            .and_then(Parm::as_buffer_mut)
+            .map(BufferMut)
+            .ok_or(VERR_INVALID_PARAMETER)
     }
 
     /// Sets the 32-bit value at `index` (which must be a 32-bit parameter).
@@ -164,7 +185,11 @@ mod tests {
 
     #[test]
     fn typed_getters_reject_wrong_types() {
-        let raw = [RawParm { kind: PARM_U32, reserved: 0, value: RawParmValue { u32: 5 } }];
+        let raw = [RawParm {
+            kind: PARM_U32,
+            reserved: 0,
+            value: RawParmValue { u32: 5 },
+        }];
         // SAFETY: one parameter without buffers.
         let params = unsafe { Params::from_raw(raw.as_ptr(), 1) }.expect("valid");
         assert_eq!(params.u32(0), Ok(5));
@@ -174,7 +199,11 @@ mod tests {
 
     #[test]
     fn unknown_parameter_kind_is_refused() {
-        let raw = [RawParm { kind: 9, reserved: 0, value: RawParmValue { u64: 0 } }];
+        let raw = [RawParm {
+            kind: 9,
+            reserved: 0,
+            value: RawParmValue { u64: 0 },
+        }];
         // SAFETY: one parameter without buffers.
         assert!(unsafe { Params::from_raw(raw.as_ptr(), 1) }.is_err());
     }
@@ -182,11 +211,28 @@ mod tests {
     #[test]
     fn outputs_are_written_back_to_the_host_array() {
         let mut bytes = [0u8; 4];
-        let iov = [IoVec { base: bytes.as_mut_ptr(), len: 4 }];
-        let buffer = RawBuffer { iov: iov.as_ptr(), iov_count: 1, direction: 2, len: 4, reported_len: 4 };
+        let iov = [IoVec {
+            base: bytes.as_mut_ptr(),
+            len: 4,
+        }];
+        let buffer = RawBuffer {
+            iov: iov.as_ptr(),
+            iov_count: 1,
+            direction: 2,
+            len: 4,
+            reported_len: 4,
+        };
         let mut raw = [
-            RawParm { kind: PARM_U64, reserved: 0, value: RawParmValue { u64: 1 } },
-            RawParm { kind: PARM_BUFFER, reserved: 0, value: RawParmValue { buffer } },
+            RawParm {
+                kind: PARM_U64,
+                reserved: 0,
+                value: RawParmValue { u64: 1 },
+            },
+            RawParm {
+                kind: PARM_BUFFER,
+                reserved: 0,
+                value: RawParmValue { buffer },
+            },
         ];
         // SAFETY: `raw`, `iov` and `bytes` outlive `params`.
         let mut params = unsafe { Params::from_raw(raw.as_ptr(), 2) }.expect("valid");

@@ -32,7 +32,12 @@ pub trait Service: Send + 'static {
     }
 
     /// A client connects (`restoring`: re-created by a restore). `Err(status)` refuses it.
-    fn connect(&mut self, client: ClientId, requestor: Requestor, restoring: bool) -> Result<(), i32> {
+    fn connect(
+        &mut self,
+        client: ClientId,
+        requestor: Requestor,
+        restoring: bool,
+    ) -> Result<(), i32> {
         let _ = (client, requestor, restoring);
         Ok(())
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, bounded};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmmdev_hgcm::{
-    Buffer, CallOutcome, CallRequest, ClientId, ConnectOutcome, Direction, DisconnectOutcome,
-    Hgcm, HgcmConfig, Parm, RequestId, Requestor, SubmitError,
+    Buffer, CallOutcome, CallRequest, ClientId, ConnectOutcome, Direction, DisconnectOutcome, Hgcm,
+    HgcmConfig, Parm, RequestId, Requestor, SubmitError,
 };
 
 /// How long a test waits for a completion that must come.
@@ -26,13 +26,21 @@ pub const USER: Requestor = Requestor(0x8 | 0x6);
 
 pub fn hgcm_with_echo(config: &str) -> Hgcm {
     let hgcm = Hgcm::new(HgcmConfig::default());
-    hgcm.register_builtin(vmmdev_svc_echo::echo_entry, config).expect("echo registers");
+    hgcm.register_builtin(vmmdev_svc_echo::echo_entry, config)
+        .expect("echo registers");
     hgcm
 }
 
 pub fn connect(hgcm: &Hgcm, service: &str, requestor: Requestor) -> ConnectOutcome {
     let (tx, rx) = bounded(1);
-    hgcm.connect(service, requestor, Box::new(move |o| { let _ = tx.send(o); })).expect("connect accepted");
+    hgcm.connect(
+        service,
+        requestor,
+        Box::new(move |o| {
+            let _ = tx.send(o);
+        }),
+    )
+    .expect("connect accepted");
     rx.recv_timeout(DEADLINE).expect("connect completes")
 }
 
@@ -44,18 +52,38 @@ pub fn connect_ok(hgcm: &Hgcm, service: &str) -> ClientId {
 
 pub fn disconnect(hgcm: &Hgcm, client: ClientId) -> DisconnectOutcome {
     let (tx, rx) = bounded(1);
-    hgcm.disconnect(client, Box::new(move |o| { let _ = tx.send(o); })).expect("disconnect accepted");
+    hgcm.disconnect(
+        client,
+        Box::new(move |o| {
+            let _ = tx.send(o);
+        }),
+    )
+    .expect("disconnect accepted");
     rx.recv_timeout(DEADLINE).expect("disconnect completes")
 }
 
 pub fn request(client: ClientId, function: u32, params: Vec<Parm>) -> CallRequest {
-    CallRequest { client, function, params, requestor: KERNEL, restored: false }
+    CallRequest {
+        client,
+        function,
+        params,
+        requestor: KERNEL,
+        restored: false,
+    }
 }
 
 /// Submits a call; the receiver gets its outcome.
-pub fn submit(hgcm: &Hgcm, call: CallRequest) -> Result<(RequestId, Receiver<CallOutcome>), SubmitError> {
+pub fn submit(
+    hgcm: &Hgcm,
+    call: CallRequest,
+) -> Result<(RequestId, Receiver<CallOutcome>), SubmitError> {
     let (tx, rx) = bounded(1);
-    let id = hgcm.call(call, Box::new(move |o| { let _ = tx.send(o); }))?;
+    let id = hgcm.call(
+        call,
+        Box::new(move |o| {
+            let _ = tx.send(o);
+        }),
+    )?;
     Ok((id, rx))
 }
 
@@ -75,7 +103,9 @@ pub fn guest_memory() -> Arc<GuestMemoryMmap> {
 /// Host-call helper returning the first u32 output.
 pub fn host_count(hgcm: &Hgcm, function: u32) -> u32 {
     let mut params = [Parm::U32(0)];
-    let status = hgcm.host_call(vmmdev_svc_echo::SERVICE_NAME, function, &mut params).expect("host call");
+    let status = hgcm
+        .host_call(vmmdev_svc_echo::SERVICE_NAME, function, &mut params)
+        .expect("host call");
     assert_eq!(status, 0);
     params[0].as_u32().expect("u32")
 }
@@ -107,6 +137,9 @@ pub fn echo_plugin_dir() -> PathBuf {
         .status()
         .expect("cargo runs");
     assert!(status.success(), "building the echo plugin failed");
-    assert!(profile_dir.join("libvmmdev_svc_echo.so").is_file(), "echo plugin not found after build");
+    assert!(
+        profile_dir.join("libvmmdev_svc_echo.so").is_file(),
+        "echo plugin not found after build"
+    );
     profile_dir
 }

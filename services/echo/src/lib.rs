@@ -92,7 +92,10 @@ pub struct Echo {
 
 impl std::fmt::Debug for Echo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Echo").field("served", &self.served).field("clients", &self.per_client.len()).finish()
+        f.debug_struct("Echo")
+            .field("served", &self.served)
+            .field("clients", &self.per_client.len())
+            .finish()
     }
 }
 
@@ -107,22 +110,39 @@ impl Echo {
             }
         }
         let waiters = Waiters::start().map_err(|_| VERR_NO_MEMORY)?;
-        Ok(Echo { host, allow_panic, waiters, served: 0, per_client: HashMap::new() })
+        Ok(Echo {
+            host,
+            allow_panic,
+            waiters,
+            served: 0,
+            per_client: HashMap::new(),
+        })
     }
 
     fn echo(params: &mut Params) -> Result<i32, i32> {
         params.expect_count(2)?;
-        let data = params.buffer(0)?.copy_in(MAX_ECHO_BYTES).map_err(|_| VERR_INVALID_PARAMETER)?;
+        let data = params
+            .buffer(0)?
+            .copy_in(MAX_ECHO_BYTES)
+            .map_err(|_| VERR_INVALID_PARAMETER)?;
         let mut out = params.buffer_mut(1)?;
         let copied = out.write_at(0, &data).map_err(|_| VERR_INVALID_PARAMETER)?;
-        out.set_reported_len(copied).map_err(|_| VERR_INVALID_PARAMETER)?;
-        Ok(if copied < data.len() { VERR_BUFFER_OVERFLOW } else { VINF_SUCCESS })
+        out.set_reported_len(copied)
+            .map_err(|_| VERR_INVALID_PARAMETER)?;
+        Ok(if copied < data.len() {
+            VERR_BUFFER_OVERFLOW
+        } else {
+            VINF_SUCCESS
+        })
     }
 
     fn send_notification(&self, params: &Params) -> Result<i32, i32> {
         params.expect_count(2)?;
         let code = params.u32(0)?;
-        let payload = params.buffer(1)?.copy_in(MAX_NOTIFY_BYTES).map_err(|_| VERR_INVALID_PARAMETER)?;
+        let payload = params
+            .buffer(1)?
+            .copy_in(MAX_NOTIFY_BYTES)
+            .map_err(|_| VERR_INVALID_PARAMETER)?;
         Ok(self.host.notify(code, &payload))
     }
 
@@ -153,7 +173,12 @@ fn status(result: Result<i32, i32>) -> i32 {
 impl Service for Echo {
     const STATE_VERSION: u32 = STATE_VERSION;
 
-    fn connect(&mut self, client: ClientId, _requestor: Requestor, _restoring: bool) -> Result<(), i32> {
+    fn connect(
+        &mut self,
+        client: ClientId,
+        _requestor: Requestor,
+        _restoring: bool,
+    ) -> Result<(), i32> {
         self.per_client.insert(client, 0);
         Ok(())
     }
@@ -174,7 +199,8 @@ impl Service for Echo {
                 let params = call.params();
                 match (params.expect_count(2), params.u32(0), params.u32(1)) {
                     (Ok(()), Ok(timeout_ms), Ok(_)) => {
-                        let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms.into()));
+                        let timeout =
+                            (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms.into()));
                         self.waiters.park(call, timeout);
                         return;
                     }
@@ -224,7 +250,12 @@ impl Service for Echo {
     }
 
     fn save_client(&mut self, client: ClientId) -> Vec<u8> {
-        self.per_client.get(&client).copied().unwrap_or(0).to_le_bytes().to_vec()
+        self.per_client
+            .get(&client)
+            .copied()
+            .unwrap_or(0)
+            .to_le_bytes()
+            .to_vec()
     }
 
     fn load_client(&mut self, client: ClientId, version: u32, data: &[u8]) -> Result<(), i32> {

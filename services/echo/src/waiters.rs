@@ -50,12 +50,18 @@ fn finish(mut call: Call, status: i32, reason: u32) {
 
 impl Waiters {
     pub(crate) fn start() -> std::io::Result<Waiters> {
-        let shared = Arc::new(Shared { state: Mutex::new(State::default()), changed: Condvar::new() });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        });
         let timer_shared = shared.clone();
         let timer = std::thread::Builder::new()
             .name("echo-wait-timer".into())
             .spawn(move || run_timer(&timer_shared))?;
-        Ok(Waiters { shared, timer: Some(timer) })
+        Ok(Waiters {
+            shared,
+            timer: Some(timer),
+        })
     }
 
     /// Parks `call` until woken, `timeout` (if any) passes, or it is cancelled.
@@ -83,7 +89,9 @@ impl Waiters {
     fn cancel_where(&self, pick: impl Fn(&Call) -> bool) {
         let picked: Vec<Waiter> = {
             let mut state = self.shared.lock();
-            let (picked, kept) = std::mem::take(&mut state.waiters).into_iter().partition(|w| pick(&w.call));
+            let (picked, kept) = std::mem::take(&mut state.waiters)
+                .into_iter()
+                .partition(|w| pick(&w.call));
             state.waiters = kept;
             picked
         };
@@ -121,8 +129,9 @@ fn run_timer(shared: &Shared) {
             return;
         }
         let now = Instant::now();
-        let (expired, kept): (Vec<Waiter>, Vec<Waiter>) =
-            std::mem::take(&mut state.waiters).into_iter().partition(|w| w.deadline.is_some_and(|d| d <= now));
+        let (expired, kept): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut state.waiters)
+            .into_iter()
+            .partition(|w| w.deadline.is_some_and(|d| d <= now));
         state.waiters = kept;
         if !expired.is_empty() {
             drop(state);
@@ -136,9 +145,16 @@ fn run_timer(shared: &Shared) {
         state = match next {
             Some(deadline) => {
                 let wait = deadline.saturating_duration_since(now);
-                shared.changed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0
+                shared
+                    .changed
+                    .wait_timeout(state, wait)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
             }
-            None => shared.changed.wait(state).unwrap_or_else(PoisonError::into_inner),
+            None => shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner),
         };
     }
 }
