@@ -78,6 +78,7 @@ const CANCEL_FAILED_GRACE: Duration = Duration::from_secs(2);
 /// Granularity at which a waiter re-checks its interrupt flag.
 const WAIT_SLICE: Duration = Duration::from_millis(10);
 
+#[derive(Debug)]
 struct PendingBuffer {
     index: usize,
     pages: Vec<u64>,
@@ -127,7 +128,52 @@ impl Guest {
         params: &mut [GuestParm],
         options: &CallOptions,
     ) -> Result<CallResult, GuestError> {
-        self.inner.hgcm_call(client, function, params, options)
+        let call = self.inner.start_call(client, function, params)?;
+        self.inner.finish_call(call, params, options)
+    }
+
+    /// Builds and submits a call without waiting: the first half of [`Guest::hgcm_call`]
+    /// (the port write has happened when this returns).
+    pub fn start_call(
+        &self,
+        client: u32,
+        function: u32,
+        params: &[GuestParm],
+    ) -> Result<PendingCall, GuestError> {
+        self.inner.start_call(client, function, params)
+    }
+
+    /// Waits for a call started with [`Guest::start_call`] and copies its outputs into
+    /// `params` (the same parameters that started it).
+    pub fn finish_call(
+        &self,
+        call: PendingCall,
+        params: &mut [GuestParm],
+        options: &CallOptions,
+    ) -> Result<CallResult, GuestError> {
+        self.inner.finish_call(call, params, options)
+    }
+}
+
+/// A submitted call whose completion has not been collected yet.
+#[derive(Debug)]
+pub struct PendingCall {
+    gpa: u64,
+    pages: usize,
+    rc: Status,
+    request: Vec<u8>,
+    buffers: Vec<PendingBuffer>,
+}
+
+impl PendingCall {
+    /// Guest-physical address of the request.
+    pub fn gpa(&self) -> u64 {
+        self.gpa
+    }
+
+    /// `rc` right after the port write.
+    pub fn rc(&self) -> Status {
+        self.rc
     }
 }
 
@@ -173,13 +219,12 @@ impl Inner {
         }
     }
 
-    fn hgcm_call(
+    fn start_call(
         &self,
         client: u32,
         function: u32,
-        params: &mut [GuestParm],
-        options: &CallOptions,
-    ) -> Result<CallResult, GuestError> {
+        params: &[GuestParm],
+    ) -> Result<PendingCall, GuestError> {
         let parm_size = Width::W64.parameter_size();
         let array_end = HGCM_CALL_PARAMETERS_OFFSET + params.len() * parm_size;
         let mut size = array_end;
@@ -286,17 +331,32 @@ impl Inner {
             }
         };
         let rc = self.perform_at(gpa, &mut request);
-        match self.finish_hgcm(gpa, rc, options) {
+        Ok(PendingCall {
+            gpa,
+            pages,
+            rc,
+            request,
+            buffers,
+        })
+    }
+
+    fn finish_call(
+        &self,
+        mut call: PendingCall,
+        params: &mut [GuestParm],
+        options: &CallOptions,
+    ) -> Result<CallResult, GuestError> {
+        match self.finish_hgcm(call.gpa, call.rc, options) {
             Ok(result) => {
-                let _ = self.ram.read(gpa, &mut request);
-                self.copy_back(&request, params, &buffers);
-                self.free_buffers(&buffers);
-                self.ram.pages().free_contiguous(gpa, pages);
+                let _ = self.ram.read(call.gpa, &mut call.request);
+                self.copy_back(&call.request, params, &call.buffers);
+                self.free_buffers(&call.buffers);
+                self.ram.pages().free_contiguous(call.gpa, call.pages);
                 Ok(result)
             }
             Err(Abandon::Freed(error)) => {
-                self.free_buffers(&buffers);
-                self.ram.pages().free_contiguous(gpa, pages);
+                self.free_buffers(&call.buffers);
+                self.ram.pages().free_contiguous(call.gpa, call.pages);
                 Err(error)
             }
             Err(Abandon::Leaked(error)) => Err(error),

@@ -33,7 +33,7 @@ pub use driver::{
     DRIVER_REQUESTOR, Guest, GuestError, HostInfo, LINUX_ADDITIONS_VERSION, LINUX_FIXED_EVENTS,
     new_request,
 };
-pub use hgcm::{BufferDirection, CallOptions, CallResult, GuestParm};
+pub use hgcm::{BufferDirection, CallOptions, CallResult, GuestParm, PendingCall};
 pub use irq::GuestInterrupt;
 pub use memory::{GuestRam, MemoryError, PAGE_SIZE, PageAllocator};
 pub use transport::{DeviceTransport, Transport};
