@@ -16,8 +16,9 @@ guest_dir=$(tests/scripts/fetch-guest.sh)
 bin_dir=$(tests/scripts/build-guest-bins.sh "$target_dir/e2e/guest-bin")
 VMMDEV_INITRD_DIR="$target_dir/e2e/image"
 tests/scripts/build-initramfs.sh "$guest_dir" "$bin_dir" "$VMMDEV_INITRD_DIR/initrd.cpio.gz" >/dev/null
-VMMDEV_KERNEL="$guest_dir/vmlinuz"
-export VMMDEV_QEMU VMMDEV_KERNEL VMMDEV_INITRD_DIR
+VMMDEV_KERNEL="$guest_dir/vmlinux"
+VMMDEV_BZIMAGE="$guest_dir/vmlinuz"
+export VMMDEV_QEMU VMMDEV_KERNEL VMMDEV_BZIMAGE VMMDEV_INITRD_DIR
 
 # The vfio-user device server, once its crate provides the binary.
 if cargo metadata --no-deps --format-version 1 | tr '{}' '\n\n' | grep '"kind":\["bin"\]' |

@@ -29,7 +29,7 @@ done
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 qemu="${VMMDEV_QEMU:-$("$here/provision-qemu.sh")}"
-kernel="${VMMDEV_KERNEL:-$("$here/fetch-guest.sh")/vmlinuz}"
+kernel="${VMMDEV_KERNEL:-$("$here/fetch-guest.sh")/vmlinux}"
 if [ -z "${VMMDEV_INITRD_DIR:-}" ]; then
     target_dir=$(cd "$repo" && cargo metadata --no-deps --format-version 1 | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
     VMMDEV_INITRD_DIR="$target_dir/e2e/image"

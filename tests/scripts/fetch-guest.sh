@@ -6,12 +6,16 @@
 # taken with `apt-get download` from the host's own apt sources. Nothing is installed on the host.
 #
 # Cache layout ($VMMDEV_CACHE/guest/<kernel version>/):
-#   vmlinuz                                   the kernel image as Debian ships it
+#   vmlinuz                                   the kernel image as Debian ships it (bzImage)
+#   vmlinux                                   the same kernel decompressed (ELF): QEMU boots it through
+#                                             its PVH entry point, skipping seconds of decompression
+#                                             under TCG; monitors on slow KVM need it too
 #   lib/modules/<kver>/kernel/...             vboxguest.ko, vboxsf.ko and their dependencies, uncompressed
 #   lib/modules/<kver>/modules.dep            dependency list for modprobe, covering those modules only
 #   bin/busybox                               busybox-static's binary
 #   packages                                  the Debian packages (name and version) the files came from
-#   .complete                                 written last; a directory without it is rebuilt
+#   .complete                                 written last, holds the layout version; a directory
+#                                             without it (or with another version) is rebuilt
 #
 # Output: progress lines on stderr; the last line on stdout is the guest directory.
 #
@@ -21,6 +25,8 @@ set -euo pipefail
 
 readonly META_PACKAGE=linux-image-amd64
 readonly BUSYBOX_PACKAGE=busybox-static
+# Bump when the cache layout changes: older caches are rebuilt.
+readonly LAYOUT="layout 2"
 # The modules the guest image needs, by module name; their dependencies are added automatically.
 readonly WANTED_MODULES=(vboxguest vboxsf)
 
@@ -55,7 +61,7 @@ candidate_version() {
 newest_complete_cache() {
     local dir
     for dir in $(ls -1d "$GUEST_CACHE"/*/ 2>/dev/null | sort -V -r); do
-        if [ -f "$dir/.complete" ]; then
+        if [ "$(cat "$dir/.complete" 2>/dev/null)" = "$LAYOUT" ]; then
             printf '%s\n' "${dir%/}"
             return 0
         fi
@@ -95,6 +101,20 @@ install_module() {
     esac
 }
 
+# Decompresses the ELF kernel out of a bzImage: the XZ stream whose content starts with the ELF magic.
+extract_vmlinux() {
+    local bzimage="$1" out="$2" offset
+    for offset in $(LC_ALL=C grep -obUaP '\xFD7zXZ\x00' "$bzimage" | cut -d: -f1); do
+        # xz stops after the stream; a process substitution keeps tail's SIGPIPE out of pipefail.
+        if xz -dc --single-stream < <(tail -c +"$((offset + 1))" "$bzimage") >"$out" 2>/dev/null &&
+            [ "$(head -c 4 "$out" | od -An -c | tr -d ' ')" = '177ELF' ]; then
+            return 0
+        fi
+    done
+    rm -f "$out"
+    die "no XZ-compressed ELF kernel in $bzimage (Debian's 6.1 kernels use XZ)"
+}
+
 # --- 1. Which kernel? ---------------------------------------------------------------------------------------
 # Sets package, kver and dest from the local package lists.
 resolve_kernel() {
@@ -114,7 +134,7 @@ if ! resolve_kernel; then
     resolve_kernel || die "$META_PACKAGE does not depend on a linux-image-6.1.0-*-amd64 package here (not Debian 12?)"
 fi
 
-if [ -f "$dest/.complete" ]; then
+if [ "$(cat "$dest/.complete" 2>/dev/null)" = "$LAYOUT" ]; then
     progress "using cached guest kernel $kver in $dest"
     printf '%s\n' "$dest"
     exit 0
@@ -133,7 +153,7 @@ if ! apt-get download "$package" >/dev/null 2>&1; then
     progress "apt-get download $package failed; the package lists are probably stale"
     refresh_lists
     resolve_kernel || die "$META_PACKAGE does not depend on a linux-image-6.1.0-*-amd64 package any more"
-    if [ -f "$dest/.complete" ]; then
+    if [ "$(cat "$dest/.complete" 2>/dev/null)" = "$LAYOUT" ]; then
         progress "using cached guest kernel $kver in $dest"
         printf '%s\n' "$dest"
         exit 0
@@ -159,6 +179,7 @@ src_tree="$work/kernel/lib/modules/$kver"
 dst_tree="$work/out/lib/modules/$kver"
 
 cp "$work/kernel/boot/vmlinuz-$kver" "$work/out/vmlinuz"
+extract_vmlinux "$work/out/vmlinuz" "$work/out/vmlinux"
 mkdir -p "$work/out/bin"
 cp "$work/busybox/bin/busybox" "$work/out/bin/busybox"
 chmod 0755 "$work/out/bin/busybox"
@@ -212,6 +233,6 @@ progress "modules: $(cut -d: -f1 "$dst_tree/modules.dep" | xargs -n1 basename | 
 # --- 4. Publish. --------------------------------------------------------------------------------------------
 mkdir -p "$GUEST_CACHE"
 mv "$work/out" "$dest"
-touch "$dest/.complete"
+printf '%s\n' "$LAYOUT" >"$dest/.complete"
 progress "guest kernel $kver ready in $dest"
 printf '%s\n' "$dest"

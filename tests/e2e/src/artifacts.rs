@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 
 /// The QEMU binary or wrapper (from `tests/scripts/provision-qemu.sh`).
 pub const ENV_QEMU: &str = "VMMDEV_QEMU";
-/// The guest kernel (`vmlinuz` from `tests/scripts/fetch-guest.sh`).
+/// The guest kernel the boot tests use: `vmlinux` from `tests/scripts/fetch-guest.sh`, Debian's kernel
+/// decompressed, which QEMU starts through its PVH entry point (seconds faster under TCG than the bzImage).
 pub const ENV_KERNEL: &str = "VMMDEV_KERNEL";
+/// Debian's kernel as shipped (`vmlinuz`, a bzImage); optional, booted once to cover the standard path.
+pub const ENV_BZIMAGE: &str = "VMMDEV_BZIMAGE";
 /// The directory holding [`INITRD_FILE_NAME`] (from `tests/scripts/build-initramfs.sh`).
 pub const ENV_INITRD_DIR: &str = "VMMDEV_INITRD_DIR";
 /// The vfio-user device server (`vmmdev-vfio-user`); optional until that crate exists.
@@ -41,6 +44,8 @@ pub struct Artifacts {
     pub qemu: PathBuf,
     /// The guest kernel.
     pub kernel: PathBuf,
+    /// The same kernel as a bzImage, when known.
+    pub bzimage: Option<PathBuf>,
     /// The guest image.
     pub initrd: PathBuf,
     /// The device server, when it was built.
@@ -75,12 +80,13 @@ impl Artifacts {
             ENV_INITRD_DIR,
             required(ENV_INITRD_DIR)?.join(INITRD_FILE_NAME),
         )?;
-        let vfio_user_server = lookup(ENV_VFIO_USER_SERVER)
-            .map(|path| existing(ENV_VFIO_USER_SERVER, path))
-            .transpose()?;
+        let optional = |var: &'static str| lookup(var).map(|path| existing(var, path)).transpose();
+        let bzimage = optional(ENV_BZIMAGE)?;
+        let vfio_user_server = optional(ENV_VFIO_USER_SERVER)?;
         Ok(Self {
             qemu,
             kernel,
+            bzimage,
             initrd,
             vfio_user_server,
         })

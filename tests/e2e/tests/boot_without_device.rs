@@ -128,3 +128,30 @@ fn run_past_its_time_limit_is_killed_and_reported_as_timed_out() {
         "{mismatch}"
     );
 }
+
+#[test]
+fn bzimage_boots_through_its_decompressor_to_init() {
+    let test = "bzimage_boots_through_its_decompressor_to_init";
+    let Some(artifacts) = artifacts_or_skip(test) else {
+        return;
+    };
+    let Some(bzimage) = &artifacts.bzimage else {
+        println!("SKIPPED: {test}: VMMDEV_BZIMAGE is not set");
+        return;
+    };
+    let expected = Expectations::new().pass(&["init", "static-hello"]);
+    let spec = BootSpec::test(bzimage, &artifacts.initrd, &expected.step_names());
+
+    let run = boot(
+        &QemuTcg::new(&artifacts.qemu),
+        &spec,
+        &test_dir(test),
+        &RunOptions::default(),
+    )
+    .unwrap();
+
+    println!("{}", run.summary());
+    if let Err(mismatch) = run.verify(&expected) {
+        panic!("{mismatch}");
+    }
+}
