@@ -60,14 +60,14 @@ pub fn wait_alarm(device: &Device, service: &str, seconds: u32) -> Outcome {
     signal::interrupt_after(seconds)
         .map_err(|err| Failure(format!("installing the SIGALRM handler: {err}")))?;
     let started = Instant::now();
-    let result = client.wait(CallOptions::default());
+    let result = client.wait(None, CallOptions::default());
     let elapsed = started.elapsed().as_millis();
     signal::interrupt_after(0).map_err(|err| Failure(format!("cancelling the alarm: {err}")))?;
     match result {
         Err(Error::Interrupted { .. }) => {}
-        Ok(()) => {
+        Ok(reason) => {
             return Err(Failure(format!(
-                "WAIT completed after {elapsed} ms instead of being interrupted"
+                "WAIT completed ({reason:?}) after {elapsed} ms instead of being interrupted"
             )));
         }
         Err(err) => return Err(err.into()),
@@ -82,13 +82,16 @@ pub fn wait_alarm(device: &Device, service: &str, seconds: u32) -> Outcome {
 pub fn wait_timeout(device: &Device, service: &str, ms: u32) -> Outcome {
     let client = EchoClient::connect(device, service)?;
     let started = Instant::now();
-    let result = client.wait(CallOptions::with_timeout(Duration::from_millis(ms.into())));
+    let result = client.wait(
+        None,
+        CallOptions::with_timeout(Duration::from_millis(ms.into())),
+    );
     let elapsed = started.elapsed().as_millis();
     match result {
         Err(Error::TimedOut { .. }) => {}
-        Ok(()) => {
+        Ok(reason) => {
             return Err(Failure(format!(
-                "WAIT completed after {elapsed} ms instead of timing out"
+                "WAIT completed ({reason:?}) after {elapsed} ms instead of timing out"
             )));
         }
         Err(err) => return Err(err.into()),
@@ -109,7 +112,7 @@ pub fn wait_forever(device: &Device, service: &str) -> Outcome {
     );
     // A failed flush only loses the progress line; the wait itself is what matters.
     let _ = std::io::stdout().flush();
-    let result = client.wait(CallOptions::default());
+    let result = client.wait(None, CallOptions::default());
     Err(Failure(format!("WAIT returned: {result:?}")))
 }
 
@@ -117,7 +120,7 @@ pub fn null_calls(device: &Device, service: &str, count: u32) -> Outcome {
     let client = EchoClient::connect(device, service)?;
     let started = Instant::now();
     for _ in 0..count {
-        client.null()?;
+        client.noop()?;
     }
     let elapsed = started.elapsed();
     let per_call = elapsed.as_secs_f64() * 1e6 / f64::from(count.max(1));

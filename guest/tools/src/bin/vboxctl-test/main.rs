@@ -116,7 +116,7 @@ enum Command {
         #[arg(long, default_value = echo::SERVICE_NAME)]
         service: String,
     },
-    /// Makes COUNT null calls to the echo service and prints the time per round trip.
+    /// Makes COUNT null (NOOP) calls to the echo service and prints the time per round trip.
     NullCalls {
         /// Number of calls.
         count: u32,
