@@ -5,13 +5,13 @@
 //! A client is *connecting* from submission until its service accepted it, *live* while guest
 //! calls may reach it, and *gone* once disconnected; only live clients are found by [`Registry::live`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use parking_lot::RwLock;
 use vmmdev_hgcm_abi::{ClientCategory, ClientId, Requestor};
 
+use crate::id_hash::IdMap;
 use crate::service::ServiceCore;
 
 const CONNECTING: u8 = 0;
@@ -71,7 +71,7 @@ impl Client {
 }
 
 struct Table {
-    map: HashMap<u32, Arc<Client>>,
+    map: IdMap<u32, Arc<Client>>,
     next: u32,
 }
 
@@ -92,7 +92,7 @@ impl Default for Registry {
     fn default() -> Self {
         Registry {
             table: RwLock::new(Table {
-                map: HashMap::new(),
+                map: IdMap::default(),
                 next: 1,
             }),
         }

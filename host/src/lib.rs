@@ -5,6 +5,7 @@ mod clients;
 mod config;
 mod hgcm;
 mod host_api;
+mod id_hash;
 mod loader;
 mod marshal;
 mod notify;

@@ -6,7 +6,6 @@
 //! table under one lock, so exactly one of them wins and a completion runs at most once.
 //! Completions always run after the lock is released.
 
-use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -21,6 +20,7 @@ use vmmdev_hgcm_abi::status::{
 use vmmdev_hgcm_abi::{ClientCategory, ClientId, Parm, Requestor};
 
 use crate::clients::{Client, Registry};
+use crate::id_hash::IdMap;
 use crate::marshal::RawParams;
 use crate::notify::Notifier;
 use crate::request::{CallOutcome, Completion, ConnectOutcome, DisconnectOutcome, RequestId};
@@ -83,7 +83,7 @@ pub(crate) struct Pending {
 
 #[derive(Default)]
 struct PendingTable {
-    map: HashMap<u64, Pending>,
+    map: IdMap<u64, Pending>,
     /// Calls of a failed service: kept so a misbehaving plugin that still writes through their
     /// pointers writes into memory we own, until the service is torn down.
     graveyard: Vec<CallCtx>,
