@@ -35,13 +35,22 @@ struct HgcmClient {
 impl HgcmClient {
     fn new(hgcm: &Hgcm) -> Self {
         let (tx, rx) = bounded(1);
-        hgcm.connect(vmmdev_svc_echo::SERVICE_NAME, Requestor(1), Box::new(move |o| {
-            let _ = tx.send(o);
-        }))
+        hgcm.connect(
+            vmmdev_svc_echo::SERVICE_NAME,
+            Requestor(1),
+            Box::new(move |o| {
+                let _ = tx.send(o);
+            }),
+        )
         .expect("connect accepted");
         let outcome = rx.recv().expect("connected");
         let (done_tx, done_rx) = bounded(1);
-        HgcmClient { hgcm: hgcm.clone(), client: outcome.client, done_tx, done_rx }
+        HgcmClient {
+            hgcm: hgcm.clone(),
+            client: outcome.client,
+            done_tx,
+            done_rx,
+        }
     }
 }
 
@@ -56,9 +65,12 @@ impl RoundTrip for HgcmClient {
             restored: false,
         };
         self.hgcm
-            .call(call, Box::new(move |_| {
-                let _ = done.send(());
-            }))
+            .call(
+                call,
+                Box::new(move |_| {
+                    let _ = done.send(());
+                }),
+            )
             .expect("call accepted");
         self.done_rx.recv().expect("completed");
     }
@@ -78,12 +90,19 @@ impl BareServer {
                 let _ = reply.send(());
             }
         });
-        BareServer { requests, thread: Some(thread) }
+        BareServer {
+            requests,
+            thread: Some(thread),
+        }
     }
 
     fn client(&self) -> BareClient {
         let (reply_tx, reply_rx) = bounded(1);
-        BareClient { requests: self.requests.clone(), reply_tx, reply_rx }
+        BareClient {
+            requests: self.requests.clone(),
+            reply_tx,
+            reply_rx,
+        }
     }
 }
 
@@ -105,14 +124,17 @@ struct BareClient {
 
 impl RoundTrip for BareClient {
     fn round_trip(&mut self) {
-        self.requests.send(self.reply_tx.clone()).expect("server alive");
+        self.requests
+            .send(self.reply_tx.clone())
+            .expect("server alive");
         self.reply_rx.recv().expect("reply");
     }
 }
 
 fn echo_hgcm() -> Hgcm {
     let hgcm = Hgcm::new(HgcmConfig::default());
-    hgcm.register_builtin(vmmdev_svc_echo::echo_entry, "").expect("echo registers");
+    hgcm.register_builtin(vmmdev_svc_echo::echo_entry, "")
+        .expect("echo registers");
     hgcm
 }
 
@@ -149,11 +171,18 @@ fn measure<C: RoundTrip + 'static>(clients: Vec<C>, warmup: usize, per_client: u
         .collect();
     let wall = Instant::now();
     start_flag.store(true, Ordering::Release);
-    let mut samples: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().expect("client thread")).collect();
+    let mut samples: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("client thread"))
+        .collect();
     let elapsed = wall.elapsed();
     samples.sort_unstable();
     let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    Figures { p50: pick(0.50), p99: pick(0.99), calls_per_sec: samples.len() as f64 / elapsed.as_secs_f64() }
+    Figures {
+        p50: pick(0.50),
+        p99: pick(0.99),
+        calls_per_sec: samples.len() as f64 / elapsed.as_secs_f64(),
+    }
 }
 
 fn percentiles(quick: bool) {
@@ -162,12 +191,24 @@ fn percentiles(quick: bool) {
     println!("| clients | path | p50 (µs) | p99 (µs) | calls/s |");
     println!("|---|---|---|---|---|");
     for clients in [1usize, 8] {
-        let per_client = if clients == 1 { per_client } else { per_client / 4 };
+        let per_client = if clients == 1 {
+            per_client
+        } else {
+            per_client / 4
+        };
         let hgcm = echo_hgcm();
-        let framework = measure((0..clients).map(|_| HgcmClient::new(&hgcm)).collect(), warmup, per_client);
+        let framework = measure(
+            (0..clients).map(|_| HgcmClient::new(&hgcm)).collect(),
+            warmup,
+            per_client,
+        );
         hgcm.shutdown();
         let server = BareServer::start();
-        let bare = measure((0..clients).map(|_| server.client()).collect(), warmup, per_client);
+        let bare = measure(
+            (0..clients).map(|_| server.client()).collect(),
+            warmup,
+            per_client,
+        );
         drop(server);
         for (path, f) in [("HGCM null call", &framework), ("bare round trip", &bare)] {
             println!(
@@ -195,7 +236,9 @@ fn main() {
         .configure_from_args();
     let hgcm = echo_hgcm();
     let mut framework = HgcmClient::new(&hgcm);
-    criterion.bench_function("hgcm_null_call_1_client", |b| b.iter(|| framework.round_trip()));
+    criterion.bench_function("hgcm_null_call_1_client", |b| {
+        b.iter(|| framework.round_trip())
+    });
     let server = BareServer::start();
     let mut bare = server.client();
     criterion.bench_function("bare_round_trip_1_client", |b| b.iter(|| bare.round_trip()));

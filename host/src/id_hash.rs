@@ -42,7 +42,8 @@ mod tests {
     #[test]
     fn consecutive_ids_hash_to_different_values() {
         let build = BuildHasherDefault::<IdHasher>::default();
-        let hashes: std::collections::HashSet<u64> = (0u64..1000).map(|id| build.hash_one(id)).collect();
+        let hashes: std::collections::HashSet<u64> =
+            (0u64..1000).map(|id| build.hash_one(id)).collect();
         assert_eq!(hashes.len(), 1000);
     }
 }

@@ -1,0 +1,123 @@
+//! Containment of plugins that break the ABI contract, written directly against the raw ABI.
+
+mod common;
+
+use std::ffi::{c_char, c_void};
+
+use common::*;
+use vmmdev_hgcm::status::*;
+use vmmdev_hgcm::{Hgcm, HgcmConfig, RegisterError};
+use vmmdev_hgcm_abi::ffi::{HostApi, PluginTable, RawParm};
+
+const FN_COMPLETE_TWICE: u32 = 1;
+const FN_BAD_STATUS: u32 = 2;
+const FN_HOLD: u32 = 3;
+
+/// Completes according to the function number, breaking the rules on purpose.
+unsafe extern "C" fn rogue_call(
+    instance: *mut c_void,
+    handle: u64,
+    _client: u32,
+    function: u32,
+    _requestor: u32,
+    _flags: u32,
+    _parms: *mut RawParm,
+    _count: u32,
+) {
+    // SAFETY: `instance` is the boxed copy of the host API made in `rogue_entry`.
+    let api = unsafe { &*instance.cast::<HostApi>() };
+    // SAFETY: the host API is called with its own context, as the ABI requires.
+    unsafe {
+        match function {
+            FN_COMPLETE_TWICE => {
+                (api.complete)(api.ctx, handle, VINF_SUCCESS);
+                (api.complete)(api.ctx, handle, VINF_SUCCESS);
+            }
+            FN_BAD_STATUS => {
+                (api.complete)(api.ctx, handle, VINF_HGCM_ASYNC_EXECUTE);
+            }
+            _ => {}
+        }
+    }
+}
+
+extern "C" fn rogue_entry(
+    host: *const HostApi,
+    _config: *const c_char,
+    table: *mut PluginTable,
+) -> i32 {
+    // SAFETY: the framework passes its valid tables.
+    unsafe {
+        let table = &mut *table;
+        table.name = c"Rogue".as_ptr();
+        table.instance = Box::into_raw(Box::new(*host)).cast();
+        table.call = Some(rogue_call);
+    }
+    VINF_SUCCESS
+}
+
+extern "C" fn no_call_entry(
+    _host: *const HostApi,
+    _config: *const c_char,
+    table: *mut PluginTable,
+) -> i32 {
+    // SAFETY: the framework passes its valid table.
+    unsafe { (*table).name = c"NoCall".as_ptr() };
+    VINF_SUCCESS
+}
+
+fn rogue() -> Hgcm {
+    let hgcm = hgcm_with_echo("");
+    hgcm.register_builtin(rogue_entry, "").expect("registers");
+    hgcm
+}
+
+fn rogue_failed(hgcm: &Hgcm) -> bool {
+    hgcm.services()
+        .iter()
+        .any(|s| s.name == "Rogue" && s.failed)
+}
+
+#[test]
+fn completing_a_call_twice_fails_the_service_but_not_the_host() {
+    let hgcm = rogue();
+    let client = connect_ok(&hgcm, "Rogue");
+    assert_eq!(
+        call(&hgcm, client, FN_COMPLETE_TWICE, vec![]).status,
+        VINF_SUCCESS
+    );
+    assert!(rogue_failed(&hgcm));
+    let echo = connect_ok(&hgcm, vmmdev_svc_echo::SERVICE_NAME);
+    assert_eq!(
+        call(&hgcm, echo, vmmdev_svc_echo::FN_NOOP, vec![]).status,
+        VINF_SUCCESS
+    );
+}
+
+#[test]
+fn invalid_completion_status_fails_the_call_and_the_service() {
+    let hgcm = rogue();
+    let client = connect_ok(&hgcm, "Rogue");
+    let (_, held) = submit(&hgcm, request(client, FN_HOLD, vec![])).expect("accepted");
+    assert_eq!(
+        call(&hgcm, client, FN_BAD_STATUS, vec![]).status,
+        VERR_HGCM_INTERNAL
+    );
+    assert_eq!(
+        held.recv_timeout(DEADLINE).expect("failed").status,
+        VERR_HGCM_INTERNAL
+    );
+    assert!(rogue_failed(&hgcm));
+    let err = submit(&hgcm, request(client, FN_HOLD, vec![])).expect_err("failed service");
+    assert_eq!(err.status(), VERR_HGCM_INTERNAL);
+}
+
+#[test]
+fn table_without_a_call_entry_is_refused() {
+    let hgcm = Hgcm::new(HgcmConfig::default());
+    let err = hgcm
+        .register_builtin(no_call_entry, "")
+        .expect_err("refused");
+    assert!(matches!(err, RegisterError::InvalidTable(_)), "{err}");
+    assert!(hgcm.services().is_empty());
+}
