@@ -1,5 +1,16 @@
 //! The HGCM host-service framework: clients, per-service threads, asynchronous calls,
 //! cancellation, plugins, save/restore.
+//!
+//! Threading model: every service runs on its own thread; its entry points (connect, disconnect,
+//! call, cancelled, host call, save/load, notify, unload) run there one at a time, in submission
+//! order. A transport submits with [`Hgcm::connect`], [`Hgcm::disconnect`] and [`Hgcm::call`]
+//! from any thread; `Ok` means accepted and the completion runs exactly once, on whichever thread
+//! completes the request, unless the request was cancelled or dropped by a reset. Each request's
+//! fate is decided under one per-service lock, so a cancel and a completion cannot both win.
+//! Services are plugins or built-ins behind the same C ABI (`vmmdev_hgcm_abi::ffi`); a service
+//! that panics or breaks the ABI contract is marked failed, its pending requests fail with
+//! `VERR_HGCM_INTERNAL`, and everything else goes on. Blocking calls ([`Hgcm::host_call`],
+//! [`Hgcm::save`], [`Hgcm::restore`], [`Hgcm::reset`]) must not be made from a service thread.
 
 mod clients;
 mod config;
