@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn wider_writes_are_ignored() {
         let mut log = BackdoorLog::default();
-        log.write(&[b'a', b'\n']);
+        log.write(b"a\n");
         log.write(&[]);
         log.write(&0x0A0A_0A0Au32.to_le_bytes());
         assert!(log.lines().is_empty());

@@ -493,10 +493,7 @@ impl Shared {
     /// Guest RAM size in MiB (balloon reporting).
     pub(crate) fn guest_ram_mib(&self) -> u32 {
         let mem = self.memory();
-        let bytes: u64 = mem
-            .iter()
-            .map(|r| vm_memory::GuestMemoryRegion::len(r))
-            .sum();
+        let bytes: u64 = mem.iter().map(vm_memory::GuestMemoryRegion::len).sum();
         u32::try_from(bytes >> 20).unwrap_or(u32::MAX)
     }
 

@@ -83,14 +83,10 @@ pub fn intake(mem: &GuestMemoryMmap, gpa: u64, gate_open: bool) -> Result<Intake
         });
     }
     let request_type = header.request_type();
-    let refusal = if size as usize > MAX_REQUEST_SIZE {
-        Some(Status::VERR_NOT_SUPPORTED)
-    } else if !gate_open && !request_type.allowed_before_guest_info() {
-        Some(Status::VERR_NOT_SUPPORTED)
-    } else {
-        None
-    };
-    if let Some(status) = refusal {
+    let too_large = size as usize > MAX_REQUEST_SIZE;
+    let gated = !gate_open && !request_type.allowed_before_guest_info();
+    if too_large || gated {
+        let status = Status::VERR_NOT_SUPPORTED;
         let mut header = header;
         header.rc.set(status.raw());
         return Ok(Intake::HeaderOnly {

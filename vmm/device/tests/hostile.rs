@@ -250,7 +250,7 @@ fn fast_acknowledge_before_guest_info_reads_all_ones() {
 #[test]
 fn random_port_mmio_and_config_accesses_never_panic() {
     let vm = reported_vm();
-    let mut seed = 0x1234_5678_9ABC_DEFu64;
+    let mut seed = 0x0123_4567_89AB_CDEF_u64;
     let mut next = || {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -485,7 +485,7 @@ fn page_list_outside_ram_is_invalid() {
         vm.send(REQ, &page_list_call(client, 16, &far)),
         VERR_INVALID_PARAMETER
     );
-    let overflow = page_list(1, 0, &[u64::MAX & !0xFFF]);
+    let overflow = page_list(1, 0, &[!0xFFF_u64]);
     assert_eq!(
         vm.send(REQ, &page_list_call(client, 16, &overflow)),
         VERR_INVALID_PARAMETER

@@ -89,10 +89,7 @@ impl Shared {
             RequestType::HGCM_DISCONNECT => self.disconnect(copy, mem, requestor),
             _ => self.call(copy, mem, requestor, false),
         };
-        match result {
-            Ok(()) => None,
-            Err(status) => Some(status),
-        }
+        result.err()
     }
 
     /// The requestor the framework sees: the header's bits if the guest announced requestor
@@ -564,12 +561,15 @@ impl Shared {
             // Completed before guest memory was saved: nothing to redo.
             return;
         }
-        let kind_matches = match (record.kind, header.header.request_type()) {
+        let kind_matches = matches!(
+            (record.kind, header.header.request_type()),
             (PendingKind::Connect, RequestType::HGCM_CONNECT)
-            | (PendingKind::Disconnect, RequestType::HGCM_DISCONNECT)
-            | (PendingKind::Call, RequestType::HGCM_CALL32 | RequestType::HGCM_CALL64) => true,
-            _ => false,
-        };
+                | (PendingKind::Disconnect, RequestType::HGCM_DISCONNECT)
+                | (
+                    PendingKind::Call,
+                    RequestType::HGCM_CALL32 | RequestType::HGCM_CALL64
+                )
+        );
         let size_matches = header.header.size.get() == record.size;
         let requestor = self.hgcm_requestor(&copy);
         let result = if !kind_matches || !size_matches {
