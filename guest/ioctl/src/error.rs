@@ -206,3 +206,56 @@ impl Error {
 
 /// Result type of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_node_on_open_means_driver_not_loaded() {
+        let err = Error::from_open_errno(PathBuf::from("/dev/vboxuser"), Errno(libc::ENOENT));
+        assert_eq!(
+            err.to_string(),
+            "vboxguest driver not loaded: /dev/vboxuser is missing"
+        );
+    }
+
+    #[test]
+    fn access_refused_on_open_is_permission_denied() {
+        let err = Error::from_open_errno(PathBuf::from("/dev/vboxguest"), Errno(libc::EACCES));
+        assert_eq!(err.to_string(), "open /dev/vboxguest: permission denied");
+    }
+
+    #[test]
+    fn driver_einval_is_a_bad_argument() {
+        let err = Error::from_errno(Operation::ChangeFilterMask, Errno(libc::EINVAL));
+        assert!(matches!(err, Error::BadArgument { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn other_errno_values_are_kept() {
+        let err = Error::from_errno(Operation::HgcmConnect, Errno(libc::EMFILE));
+        assert!(
+            matches!(
+                err,
+                Error::Os {
+                    errno: Errno(libc::EMFILE),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn host_error_names_the_operation_and_the_status() {
+        let err = Error::Host {
+            op: Operation::HgcmConnect,
+            status: Status::VERR_HGCM_SERVICE_NOT_FOUND,
+        };
+        assert_eq!(
+            err.to_string(),
+            "HGCM_CONNECT: host status VERR_HGCM_SERVICE_NOT_FOUND (-2900)"
+        );
+    }
+}

@@ -21,8 +21,8 @@ impl Errno {
 
 impl fmt::Display for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let description = std::io::Error::from_raw_os_error(self.0);
-        write!(f, "errno {} ({description})", self.0)
+        // Prints the system's description followed by "(os error N)".
+        write!(f, "{}", std::io::Error::from_raw_os_error(self.0))
     }
 }
 
