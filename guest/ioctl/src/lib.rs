@@ -6,20 +6,24 @@
 //! to HGCM host services through [`HgcmClient`]s.
 //!
 //! The library builds every ioctl buffer itself, byte for byte as the driver's uapi header defines
-//! it (the layouts come from [`vmmdev_protocol::ioctl`]), and hands it to a [`GuestTransport`]. [`LinuxTransport`] issues real `ioctl(2)`s;
-//! another transport (an in-process guest, a test double) can serve the same API.
+//! it (the layouts come from [`vmmdev_protocol::ioctl`]), and hands it to a [`GuestTransport`].
+//! [`LinuxTransport`] issues real `ioctl(2)`s; another transport (an in-process guest, a test
+//! double) can serve the same API.
 //!
 //! ```no_run
+//! use std::time::Duration;
 //! use vmmdev_guest_ioctl::{CallOptions, Device, Node, Param};
 //!
 //! # fn main() -> Result<(), vmmdev_guest_ioctl::Error> {
 //! let device = Device::open(Node::User)?;
 //! device.log("hello from the guest")?;
-//! let client = device.connect("VBoxGuestPropSvc")?;
+//!
+//! // Function 1 of the project's example "Echo" service copies an input buffer to an output one.
+//! let client = device.connect("Echo")?;
 //! let mut reply = [0u8; 64];
-//! let mut params = [Param::In(b"ping\0"), Param::out(&mut reply)];
-//! client.call(1, &mut params, CallOptions::default())?;
-//! println!("host wrote {:?}", params[1].returned());
+//! let mut params = [Param::In(b"ping"), Param::out(&mut reply)];
+//! client.call(1, &mut params, CallOptions::with_timeout(Duration::from_secs(5)))?;
+//! assert_eq!(params[1].returned(), Some(&b"ping"[..]));
 //! client.disconnect()?;
 //! # Ok(())
 //! # }
