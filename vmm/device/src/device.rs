@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Receiver;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use vm_device::bus::{MmioAddress, MmioAddressOffset, PioAddress, PioAddressOffset};
 use vm_device::{DeviceMmio, DevicePio};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryBackend, GuestMemoryMmap};
@@ -165,6 +165,9 @@ pub(crate) struct Shared {
     pub(crate) host: Mutex<HostState>,
     pub(crate) pending: Mutex<PendingTable<vmmdev_hgcm::RequestId>>,
     pub(crate) pending_changed: Condvar,
+    /// Held shared by completions while they write guest memory, exclusively by reset and
+    /// restore while they drop pending requests.
+    pub(crate) write_gate: RwLock<()>,
     pub(crate) backdoor: Mutex<BackdoorLog>,
     pub(crate) requests: Mutex<VecDeque<RequestRecord>>,
     pub(crate) diagnostics: Mutex<RateLimiter>,
@@ -238,6 +241,7 @@ impl VmmDevBuilder {
             guest: Mutex::new(GuestStateTracker::new()),
             host: Mutex::new(host),
             pending_changed: Condvar::new(),
+            write_gate: RwLock::new(()),
             diagnostics: Mutex::new(RateLimiter::default()),
         };
         Ok(VmmDev {
@@ -413,6 +417,7 @@ impl VmmDev {
     pub fn reset(&self) {
         let shared = &self.shared;
         {
+            let _no_writes = shared.write_gate.write();
             let mut pending = shared.pending.lock();
             pending.clear();
             shared.pending_changed.notify_all();

@@ -182,3 +182,83 @@ impl RequestCopy {
         T::mut_from_prefix(&mut self.bytes).ok().map(|(t, _)| t)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory() -> GuestMemoryMmap {
+        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap()
+    }
+
+    fn put_header(mem: &GuestMemoryMmap, gpa: u64, size: u32, request_type: u32) {
+        let mut bytes = vec![0xAAu8; size.max(24) as usize];
+        bytes[0..4].copy_from_slice(&size.to_le_bytes());
+        bytes[4..8].copy_from_slice(&REQUEST_HEADER_VERSION.to_le_bytes());
+        bytes[8..12].copy_from_slice(&request_type.to_le_bytes());
+        mem.write_slice(&bytes, GuestAddress(gpa)).unwrap();
+    }
+
+    #[test]
+    fn whole_request_is_copied_once() {
+        let mem = memory();
+        put_header(&mem, 0x100, 40, 4);
+        let Ok(Intake::Copied(copy)) = intake(&mem, 0x100, false) else {
+            panic!("expected a copy");
+        };
+        assert_eq!(copy.size(), 40);
+        assert_eq!(copy.request_type(), RequestType::GET_HOST_VERSION);
+        mem.write_slice(&[0u8; 40], GuestAddress(0x100)).unwrap();
+        assert_eq!(
+            copy.bytes()[24],
+            0xAA,
+            "later guest writes do not reach the copy"
+        );
+    }
+
+    #[test]
+    fn gated_types_are_refused_with_header_only() {
+        let mem = memory();
+        put_header(&mem, 0x100, 32, 42);
+        assert!(matches!(
+            intake(&mem, 0x100, false),
+            Ok(Intake::HeaderOnly {
+                status: Status::VERR_NOT_SUPPORTED,
+                ..
+            })
+        ));
+        assert!(matches!(intake(&mem, 0x100, true), Ok(Intake::Copied(_))));
+    }
+
+    #[test]
+    fn short_and_unversioned_headers_are_errors() {
+        let mem = memory();
+        put_header(&mem, 0x100, 20, 4);
+        assert_eq!(
+            intake(&mem, 0x100, true).map(|_| ()),
+            Err(RequestError::Truncated {
+                gpa: 0x100,
+                size: 20
+            })
+        );
+        put_header(&mem, 0x200, 40, 4);
+        mem.write_slice(&7u32.to_le_bytes(), GuestAddress(0x204))
+            .unwrap();
+        assert!(matches!(
+            intake(&mem, 0x200, true),
+            Err(RequestError::BadVersion { version: 7, .. })
+        ));
+    }
+
+    #[test]
+    fn request_running_off_guest_ram_is_an_error() {
+        let mem = memory();
+        put_header(&mem, 0xFFE0, 24, 4);
+        mem.write_slice(&64u32.to_le_bytes(), GuestAddress(0xFFE0))
+            .unwrap();
+        assert!(matches!(
+            intake(&mem, 0xFFE0, true),
+            Err(RequestError::OutsideGuestMemory { len: 64, .. })
+        ));
+    }
+}

@@ -314,6 +314,7 @@ impl VmmDev {
         let snapshot = DeviceSnapshot::from_bytes(data)?;
         let shared = &self.shared;
         {
+            let _no_writes = shared.write_gate.write();
             let mut pending = shared.pending.lock();
             pending.clear();
             let _ = pending.resume();

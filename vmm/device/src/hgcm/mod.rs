@@ -327,6 +327,12 @@ impl Shared {
         let token = done.token;
         let shared = Arc::clone(self);
         let job: Box<dyn FnOnce() + Send> = Box::new(move || {
+            // A reset or restore waits for writes in flight and forgets the request before
+            // the next write can start: nothing is written into a post-reset guest.
+            let _writing = shared.write_gate.read();
+            if !shared.pending.lock().contains(gpa, token) {
+                return;
+            }
             write(done);
             let mut pending = shared.pending.lock();
             pending.remove(gpa, token);

@@ -499,3 +499,292 @@ fn to_direction(direction: ParameterDirection) -> Direction {
 fn segment_cost(n: usize) -> u64 {
     (n * size_of::<(GuestAddress, usize)>()) as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RAM: usize = 1 << 20;
+
+    fn memory() -> Arc<GuestMemoryMmap> {
+        Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM)]).unwrap())
+    }
+
+    fn encode(p: HgcmParameter) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        p.encode(Width::W64, &mut out).unwrap();
+        out
+    }
+
+    fn descriptor(flags: u32, first: u16, pages: &[u64]) -> Vec<u8> {
+        let mut out = flags.to_le_bytes().to_vec();
+        out.extend_from_slice(&first.to_le_bytes());
+        out.extend_from_slice(&(pages.len() as u16).to_le_bytes());
+        pages
+            .iter()
+            .for_each(|p| out.extend_from_slice(&p.to_le_bytes()));
+        out
+    }
+
+    /// A Call64 image: 44-byte header (only its size matters here), parameters, extra area.
+    fn call(params: &[[u8; 16]], extra: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0u8; 44];
+        params.iter().for_each(|p| bytes.extend_from_slice(p));
+        bytes.extend_from_slice(extra);
+        bytes
+    }
+
+    fn parse(request: &[u8], count: u32) -> Result<ParsedParams, ParamError> {
+        let mem = memory();
+        parse_params(&CallLayout {
+            request,
+            wide: true,
+            count,
+            mem: &mem,
+            translator: None,
+            max_call_bytes: 128 << 20,
+        })
+    }
+
+    #[test]
+    fn values_record_where_outputs_go() {
+        let request = call(
+            &[
+                encode(HgcmParameter::U32(7)),
+                encode(HgcmParameter::U64(1 << 40)),
+            ],
+            &[],
+        );
+        let parsed = parse(&request, 2).unwrap();
+        assert_eq!(parsed.params[0].as_u32(), Some(7));
+        assert_eq!(parsed.params[1].as_u64(), Some(1 << 40));
+        assert_eq!(
+            parsed.outputs,
+            [
+                OutputSlot::Value32 { offset: 48 },
+                OutputSlot::Value64 { offset: 64 }
+            ]
+        );
+    }
+
+    #[test]
+    fn page_list_starts_at_the_first_page_offset_and_merges_adjacent_pages() {
+        let extra = descriptor(3, 0x800, &[0x4000, 0x5000, 0x9000]);
+        let request = call(
+            &[encode(HgcmParameter::PageList {
+                kind: ParameterType::PAGE_LIST,
+                size: 0x1C00,
+                offset: 60,
+            })],
+            &extra,
+        );
+        let parsed = parse(&request, 1).unwrap();
+        let buffer = parsed.params[0].as_buffer().unwrap();
+        assert_eq!(buffer.len(), 0x1C00);
+        assert_eq!(buffer.direction(), Direction::Both);
+        let list = PageList::parse(&request, 0, 60, 60).unwrap();
+        let segments = list.segments(0, ParameterType::PAGE_LIST, 0x1C00).unwrap();
+        assert_eq!(
+            segments,
+            [
+                (GuestAddress(0x4800), 0x1800),
+                (GuestAddress(0x9000), 0x400)
+            ]
+        );
+        assert_eq!(
+            parsed.outputs,
+            [OutputSlot::None],
+            "page list sizes are not reported"
+        );
+    }
+
+    #[test]
+    fn contiguous_page_list_reports_its_size() {
+        let request = call(
+            &[encode(HgcmParameter::PageList {
+                kind: ParameterType::CONTIGUOUS_PAGE_LIST,
+                size: 0x3000,
+                offset: 60,
+            })],
+            &descriptor(2, 0x10, &[0x8000]),
+        );
+        let parsed = parse(&request, 1).unwrap();
+        assert_eq!(parsed.params[0].as_buffer().map(Buffer::len), Some(0x3000));
+        assert_eq!(
+            parsed.outputs,
+            [OutputSlot::ReportedSize {
+                size_offset: 48,
+                capacity: 0x3000
+            }]
+        );
+    }
+
+    #[test]
+    fn no_bounce_first_page_may_carry_the_offset() {
+        let request = call(
+            &[encode(HgcmParameter::PageList {
+                kind: ParameterType::NO_BOUNCE_PAGE_LIST,
+                size: 0x1000,
+                offset: 60,
+            })],
+            &descriptor(1, 0x20, &[0x8020, 0x9000]),
+        );
+        assert!(parse(&request, 1).is_ok());
+    }
+
+    #[test]
+    fn embedded_to_host_data_is_copied_from_the_request() {
+        let request = call(
+            &[encode(HgcmParameter::Embedded {
+                flags: 3,
+                offset: 60,
+                size: 4,
+            })],
+            b"abcd",
+        );
+        let parsed = parse(&request, 1).unwrap();
+        let buffer = parsed.params[0].as_buffer().unwrap();
+        assert_eq!(buffer.copy_in(16).unwrap(), b"abcd");
+        assert_eq!(parsed.host_bytes, 4);
+        assert_eq!(
+            parsed.outputs,
+            [OutputSlot::Embedded {
+                size_offset: 52,
+                data_offset: 60,
+                capacity: 4,
+                from_host: true
+            }]
+        );
+    }
+
+    #[test]
+    fn embedded_from_host_only_starts_zeroed() {
+        let request = call(
+            &[encode(HgcmParameter::Embedded {
+                flags: 2,
+                offset: 60,
+                size: 4,
+            })],
+            b"abcd",
+        );
+        let parsed = parse(&request, 1).unwrap();
+        let buffer = parsed.params[0].as_buffer().unwrap();
+        let mut data = [0xEE; 4];
+        buffer.read_at(0, &mut data).unwrap();
+        assert_eq!(data, [0; 4]);
+    }
+
+    #[test]
+    fn buffers_over_the_call_limit_are_too_much_data() {
+        let mem = memory();
+        let request = call(
+            &[
+                encode(HgcmParameter::Embedded {
+                    flags: 1,
+                    offset: 76,
+                    size: 8,
+                }),
+                encode(HgcmParameter::Embedded {
+                    flags: 1,
+                    offset: 76,
+                    size: 8,
+                }),
+            ],
+            &[0; 8],
+        );
+        let result = parse_params(&CallLayout {
+            request: &request,
+            wide: true,
+            count: 2,
+            mem: &mem,
+            translator: None,
+            max_call_bytes: 12,
+        });
+        assert_eq!(
+            result.map(|_| ()),
+            Err(ParamError::TooMuchData { bytes: 16 })
+        );
+    }
+
+    struct Offset(u64);
+
+    impl GuestVirtualTranslator for Offset {
+        fn translate(&self, gva: u64) -> Option<GuestAddress> {
+            gva.checked_sub(self.0).map(GuestAddress)
+        }
+    }
+
+    #[test]
+    fn lin_addr_buffers_go_through_the_translator() {
+        let mem = memory();
+        let request = call(
+            &[encode(HgcmParameter::LinAddr {
+                kind: ParameterType::LIN_ADDR_OUT,
+                size: 0x2000,
+                addr: 0x7000_1800,
+            })],
+            &[],
+        );
+        let translator = Offset(0x7000_0000);
+        let parsed = parse_params(&CallLayout {
+            request: &request,
+            wide: true,
+            count: 1,
+            mem: &mem,
+            translator: Some(&translator),
+            max_call_bytes: 128 << 20,
+        })
+        .unwrap();
+        let buffer = parsed.params[0].as_buffer().unwrap();
+        assert_eq!(buffer.len(), 0x2000);
+        assert_eq!(buffer.direction(), Direction::FromHost);
+    }
+
+    #[test]
+    fn call32_parameters_are_twelve_bytes_wide() {
+        let mem = memory();
+        let mut request = vec![0u8; 44];
+        for value in [5u32, 6] {
+            let mut p = [0u8; 12];
+            HgcmParameter::U32(value)
+                .encode(Width::W32, &mut p)
+                .unwrap();
+            request.extend_from_slice(&p);
+        }
+        let parsed = parse_params(&CallLayout {
+            request: &request,
+            wide: false,
+            count: 2,
+            mem: &mem,
+            translator: None,
+            max_call_bytes: 128 << 20,
+        })
+        .unwrap();
+        assert_eq!(parsed.params[1].as_u32(), Some(6));
+        assert_eq!(parsed.outputs[1], OutputSlot::Value32 { offset: 60 });
+    }
+
+    #[test]
+    fn error_statuses_match_virtualbox() {
+        assert_eq!(
+            ParamError::BadFlags { index: 0, flags: 0 }.status(),
+            Status::VERR_INVALID_FLAGS
+        );
+        assert_eq!(
+            ParamError::MisalignedPage {
+                index: 0,
+                address: 1
+            }
+            .status(),
+            Status::VERR_INVALID_POINTER
+        );
+        assert_eq!(
+            ParamError::NoTranslator { index: 0 }.status(),
+            Status::VERR_NOT_SUPPORTED
+        );
+        assert_eq!(
+            ParamError::BadCount { count: 33 }.status(),
+            Status::VERR_INVALID_PARAMETER
+        );
+    }
+}
