@@ -285,37 +285,67 @@ impl<T: GuestTransport> Device<T> {
 
     /// Issues an ioctl whose buffer carries no user addresses.
     pub(crate) fn issue(&self, op: &Operation, request: u32, buffer: &mut [u8]) -> Result<()> {
-        // SAFETY: every caller passes a buffer built from the fixed ioctl layouts (or the caller's
-        // VMMDev request), none of which contains a user address.
-        unsafe { self.transport.ioctl(request, buffer) }
-            .map_err(|errno| Error::from_errno(op.clone(), errno))
+        issue(&self.transport, op, request, buffer)
     }
 
-    /// Issues a fixed-size ioctl: `input` goes in, the reply is read back as `Out`, and a failure
-    /// status in the reply header becomes [`Error::Host`].
+    /// Issues a fixed-size ioctl and reads its output; a failure status in the reply header
+    /// becomes [`Error::Host`].
     fn exchange<In, Out>(&self, op: Operation, request: u32, input: &In) -> Result<Out>
     where
         In: IntoBytes + Immutable,
         Out: FromBytes,
     {
-        let mut buffer = vec![0u8; size_of::<In>().max(size_of::<Out>())];
-        input
-            .write_to_prefix(&mut buffer)
-            .map_err(|_| Error::bad_argument(op.clone(), "input larger than its buffer"))?;
-        self.issue(&op, request, &mut buffer)?;
-        host_status(op.clone(), &buffer)?;
-        Out::read_from_prefix(&buffer)
-            .map(|(output, _)| output)
-            .map_err(|_| Error::UnexpectedReply {
-                op,
-                reason: "reply shorter than its layout".to_owned(),
-            })
+        let (status, output) = transact(&self.transport, &op, request, input)?;
+        if status.is_failure() {
+            return Err(Error::Host { op, status });
+        }
+        Ok(output)
     }
+}
+
+/// Issues an ioctl whose buffer carries no user addresses.
+fn issue(
+    transport: &impl GuestTransport,
+    op: &Operation,
+    request: u32,
+    buffer: &mut [u8],
+) -> Result<()> {
+    // SAFETY: every caller passes a buffer built from the fixed ioctl layouts (or the caller's
+    // VMMDev request), none of which contains a user address.
+    unsafe { transport.ioctl(request, buffer) }
+        .map_err(|errno| Error::from_errno(op.clone(), errno))
+}
+
+/// Issues a fixed-size ioctl: `input` goes into a buffer large enough for either layout, and the
+/// reply header's status and the output layout are read back.
+fn transact<In, Out>(
+    transport: &impl GuestTransport,
+    op: &Operation,
+    request: u32,
+    input: &In,
+) -> Result<(Status, Out)>
+where
+    In: IntoBytes + Immutable,
+    Out: FromBytes,
+{
+    let unexpected = |reason: &str| Error::UnexpectedReply {
+        op: op.clone(),
+        reason: reason.to_owned(),
+    };
+    let mut buffer = vec![0u8; size_of::<In>().max(size_of::<Out>())];
+    input
+        .write_to_prefix(&mut buffer)
+        .map_err(|_| Error::bad_argument(op.clone(), "input larger than its buffer"))?;
+    issue(transport, op, request, &mut buffer)?;
+    let (header, _) = IoctlHeader::read_from_prefix(&buffer)
+        .map_err(|_| unexpected("reply shorter than the ioctl header"))?;
+    let (output, _) =
+        Out::read_from_prefix(&buffer).map_err(|_| unexpected("reply shorter than its layout"))?;
+    Ok((header.status(), output))
 }
 
 /// The handshake: asks for interface version 1.0 and accepts any 1.x session.
 fn query_driver_version(transport: &impl GuestTransport) -> Result<DriverVersion> {
-    let op = Operation::DriverVersionInfo;
     let input = ioctl::DriverVersionInfoIn {
         header: header::<ioctl::DriverVersionInfoIn, ioctl::DriverVersionInfoOut>(),
         req_version: U32::new(ioctl::VBG_IOC_VERSION),
@@ -323,27 +353,18 @@ fn query_driver_version(transport: &impl GuestTransport) -> Result<DriverVersion
         reserved1: U32::ZERO,
         reserved2: U32::ZERO,
     };
-    let mut buffer = vec![0u8; size_of::<ioctl::DriverVersionInfoOut>()];
-    input
-        .write_to_prefix(&mut buffer)
-        .map_err(|_| Error::bad_argument(op.clone(), "input larger than its buffer"))?;
-    // SAFETY: the version-info buffer carries no user addresses.
-    unsafe { transport.ioctl(ioctl::VBG_IOCTL_DRIVER_VERSION_INFO, &mut buffer) }
-        .map_err(|errno| Error::from_errno(op.clone(), errno))?;
-    let (output, _) = ioctl::DriverVersionInfoOut::read_from_prefix(&buffer).map_err(|_| {
-        Error::UnexpectedReply {
-            op,
-            reason: "reply shorter than its layout".to_owned(),
-        }
-    })?;
+    let (status, output): (Status, ioctl::DriverVersionInfoOut) = transact(
+        transport,
+        &Operation::DriverVersionInfo,
+        ioctl::VBG_IOCTL_DRIVER_VERSION_INFO,
+        &input,
+    )?;
     let version = DriverVersion {
         session_version: output.session_version.get(),
         driver_version: output.driver_version.get(),
         driver_revision: output.driver_revision.get(),
     };
-    if output.header.status().is_failure()
-        || version.session_version >> 16 != ioctl::VBG_IOC_VERSION >> 16
-    {
+    if status.is_failure() || version.session_version >> 16 != ioctl::VBG_IOC_VERSION >> 16 {
         return Err(Error::VersionMismatch {
             session_version: version.session_version,
             driver_version: version.driver_version,
