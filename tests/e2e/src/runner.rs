@@ -23,6 +23,8 @@ use crate::process::ProcessError;
 const MAX_LINE_BYTES: usize = 16 * 1024;
 /// How often the runner looks at the processes while the console is quiet.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How long the VM may take to exit after a helper ended before the helper's exit counts as a failure.
+const HELPER_EXIT_GRACE: Duration = Duration::from_secs(1);
 /// How long console output still buffered in the pipe may take to arrive after the VM exited.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
@@ -206,6 +208,10 @@ pub fn boot(
         } else {
             thread::sleep(POLL_INTERVAL);
         }
+        if let Some(status) = launched.vm.try_wait()? {
+            drain(&lines, &mut parser);
+            break RunEnd::Exited(status);
+        }
         for helper in &mut launched.helpers {
             if helper_exits
                 .iter()
@@ -213,7 +219,12 @@ pub fn boot(
             {
                 continue;
             }
-            if let Some(status) = helper.try_wait()? {
+            let Some(status) = helper.try_wait()? else {
+                continue;
+            };
+            // A server whose client is shutting down may end first; only an exit the VM does not follow
+            // promptly is the server's own failure.
+            if launched.vm.wait_timeout(HELPER_EXIT_GRACE)?.is_none() {
                 log::warn!(
                     "{} exited ({status}) while the VM was running",
                     helper.name()
@@ -224,10 +235,6 @@ pub fn boot(
                     at: started.elapsed(),
                 });
             }
-        }
-        if let Some(status) = launched.vm.try_wait()? {
-            drain(&lines, &mut parser);
-            break RunEnd::Exited(status);
         }
         let now = Instant::now();
         match exit_deadline {

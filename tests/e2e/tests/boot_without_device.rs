@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use vmmdev_e2e::artifacts::{artifacts_or_skip, run_dir};
-use vmmdev_e2e::backend::BootSpec;
+use vmmdev_e2e::backend::{BootSpec, DeviceServer};
 use vmmdev_e2e::expect::Expectations;
 use vmmdev_e2e::qemu::QemuTcg;
 use vmmdev_e2e::runner::{RunEnd, RunOptions, boot};
@@ -154,4 +154,39 @@ fn bzimage_boots_through_its_decompressor_to_init() {
     if let Err(mismatch) = run.verify(&expected) {
         panic!("{mismatch}");
     }
+}
+
+#[test]
+fn device_server_that_hangs_up_fails_the_run_with_qemus_reason() {
+    let test = "device_server_that_hangs_up_fails_the_run_with_qemus_reason";
+    let Some(artifacts) = artifacts_or_skip(test) else {
+        return;
+    };
+    let server = DeviceServer::new(Path::new(env!("CARGO_BIN_EXE_e2e-fake-device-server")));
+    let spec = BootSpec::test(&artifacts.kernel, &artifacts.initrd, &["init"]).with_device(server);
+
+    let run = boot(
+        &QemuTcg::new(&artifacts.qemu),
+        &spec,
+        &test_dir(test),
+        &RunOptions::default(),
+    )
+    .unwrap();
+
+    assert!(
+        matches!(run.end, RunEnd::Exited(status) if !status.success()),
+        "{:?}",
+        run.end
+    );
+    assert!(run.report.init.is_none());
+    let mismatch = run
+        .verify(&Expectations::new().pass(&["init"]))
+        .unwrap_err();
+    assert!(mismatch.diagnostics.contains("vfio-user-pci"), "{mismatch}");
+    assert!(
+        mismatch
+            .diagnostics
+            .contains("client connected; hanging up"),
+        "{mismatch}"
+    );
 }
