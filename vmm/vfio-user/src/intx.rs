@@ -240,8 +240,8 @@ impl Intx {
         let Some(trigger) = state.trigger.as_mut() else {
             return;
         };
-        match trigger.write(&1u64.to_ne_bytes()) {
-            Ok(_) => {
+        match trigger.write_all(&1u64.to_ne_bytes()) {
+            Ok(()) => {
                 state.masked = true;
                 self.signals.fetch_add(1, Ordering::Relaxed);
             }

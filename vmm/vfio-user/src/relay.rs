@@ -364,7 +364,7 @@ fn read_frame(stream: &UnixStream, max_body: usize) -> io::Result<Option<Frame>>
         Some(body) if body <= max_body => {
             let mut bytes = vec![0u8; HEADER_SIZE + body];
             bytes[..HEADER_SIZE].copy_from_slice(&head);
-            (&*stream).read_exact(&mut bytes[HEADER_SIZE..])?;
+            Read::read_exact(&mut &*stream, &mut bytes[HEADER_SIZE..])?;
             Some(bytes)
         }
         _ => None,
@@ -530,7 +530,7 @@ impl<'a> Relay<'a> {
 
     /// Reads and drops `len` bytes from the client with a small buffer.
     fn drain(&self, len: usize) -> Result<(), RelayError> {
-        let mut rest = (&*self.client).take(len as u64);
+        let mut rest = Read::take(self.client, len as u64);
         let copied = io::copy(&mut rest, &mut io::sink()).map_err(RelayError::Client)?;
         if copied < len as u64 {
             return Err(RelayError::ClientTruncated);
