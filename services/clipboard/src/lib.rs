@@ -1,0 +1,1 @@
+//! The shared clipboard HGCM service (`VBoxSharedClipboard`).

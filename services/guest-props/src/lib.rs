@@ -1,0 +1,1 @@
+//! The guest properties HGCM service (`VBoxGuestPropSvc`).

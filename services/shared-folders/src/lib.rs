@@ -1,0 +1,1 @@
+//! The shared folders HGCM service (`VBoxSharedFolders`).
