@@ -161,6 +161,8 @@ pub(crate) struct Shared {
     pub(crate) pci: Mutex<PciConfigSpace>,
     pub(crate) irq: Mutex<IrqState>,
     pub(crate) line_level: AtomicBool,
+    /// Deliverable events pending (the PCI interrupt status, INTx disable notwithstanding).
+    pub(crate) interrupt_pending: AtomicBool,
     pub(crate) guest: Mutex<GuestStateTracker>,
     pub(crate) host: Mutex<HostState>,
     pub(crate) pending: Mutex<PendingTable<vmmdev_hgcm::RequestId>>,
@@ -238,6 +240,7 @@ impl VmmDevBuilder {
             pci: Mutex::new(PciConfigSpace::new()),
             irq: Mutex::new(IrqState::default()),
             line_level: AtomicBool::new(false),
+            interrupt_pending: AtomicBool::new(false),
             guest: Mutex::new(GuestStateTracker::new()),
             host: Mutex::new(host),
             pending_changed: Condvar::new(),
@@ -280,7 +283,7 @@ impl VmmDev {
     /// Reads the PCI configuration space (any offset, any width).
     pub fn pci_config_read(&self, offset: u64, data: &mut [u8]) {
         let mut pci = self.shared.pci.lock();
-        pci.set_interrupt_status(self.interrupt_level());
+        pci.set_interrupt_status(self.shared.interrupt_pending.load(Ordering::Acquire));
         pci.read(offset, data);
     }
 
@@ -302,8 +305,11 @@ impl VmmDev {
     /// Pre-configures the configuration space like firmware (BAR addresses, command,
     /// interrupt line) before the guest runs.
     pub fn with_pci_config<R>(&self, f: impl FnOnce(&mut PciConfigSpace) -> R) -> R {
-        let result = f(&mut self.shared.pci.lock());
-        let intx_disabled = self.shared.pci.lock().intx_disabled();
+        let (result, intx_disabled) = {
+            let mut pci = self.shared.pci.lock();
+            let result = f(&mut pci);
+            (result, pci.intx_disabled())
+        };
         let mut irq = self.shared.irq.lock();
         irq.intx_disabled = intx_disabled;
         self.shared.update_line(&mut irq);
@@ -469,6 +475,7 @@ impl Shared {
     /// Applies the event state to `fHaveEvents` and the line (byte first when rising).
     pub(crate) fn update_line(&self, irq: &mut IrqState) {
         let pending = irq.events.line_level();
+        self.interrupt_pending.store(pending, Ordering::Release);
         if pending {
             self.ram.set_have_events(true);
         }

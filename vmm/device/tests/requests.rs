@@ -187,11 +187,13 @@ fn intx_disable_holds_the_line_low_but_keeps_events() {
     assert!(vm.dev.ram().have_events());
     let mut status = [0u8; 2];
     vm.dev.pci_config_read(6, &mut status);
-    assert_eq!(u16::from_le_bytes(status) & 0x8, 0, "line is not asserted");
+    assert_eq!(
+        u16::from_le_bytes(status) & 0x8,
+        0x8,
+        "interrupt status shows the internal state"
+    );
     vm.dev.pci_config_write(4, &0u16.to_le_bytes());
     assert!(vm.line.level.load(Ordering::SeqCst));
-    vm.dev.pci_config_read(6, &mut status);
-    assert_eq!(u16::from_le_bytes(status) & 0x8, 0x8);
 }
 
 #[test]

@@ -280,13 +280,18 @@ impl Shared {
     fn complete_connect(self: Arc<Self>, done: Submission, outcome: ConnectOutcome) {
         let shared = Arc::clone(&self);
         self.complete(done, move |done| {
-            if Status(outcome.status).is_success() {
-                let _ = done.mem.write_obj(
-                    outcome.client.0.to_le(),
-                    GuestAddress(done.gpa + OFF_CONNECT_CLIENT_ID),
-                );
-            }
-            shared.finish(done, outcome.status);
+            let status = if !shared.request_unchanged(&done) {
+                Status::VERR_INVALID_PARAMETER.raw()
+            } else {
+                if Status(outcome.status).is_success() {
+                    let _ = done.mem.write_obj(
+                        outcome.client.0.to_le(),
+                        GuestAddress(done.gpa + OFF_CONNECT_CLIENT_ID),
+                    );
+                }
+                outcome.status
+            };
+            shared.finish(done, status);
         });
     }
 
