@@ -30,7 +30,8 @@ readonly LAYOUT="layout 2"
 # The modules the guest image needs, by module name; their dependencies are added automatically.
 readonly WANTED_MODULES=(vboxguest vboxsf)
 
-CACHE="${VMMDEV_CACHE:-$HOME/.cache/vmmdev-rs}"
+home="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
+CACHE="${VMMDEV_CACHE:-$home/.cache/vmmdev-rs}"
 GUEST_CACHE="$CACHE/guest"
 
 progress() { printf 'fetch-guest: %s\n' "$*" >&2; }

@@ -23,7 +23,8 @@ readonly MIN_MINOR=1
 # Bump when the recipe changes: a cache built by an older recipe is rebuilt.
 readonly RECIPE="trixie-minbase+backports-qemu-system-x86 v1"
 
-CACHE="${VMMDEV_CACHE:-$HOME/.cache/vmmdev-rs}"
+home="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
+CACHE="${VMMDEV_CACHE:-$home/.cache/vmmdev-rs}"
 ROOT="$CACHE/qemu-trixie"
 STAGING="$CACHE/qemu-trixie.partial"
 MARKER="$ROOT/.vmmdev-provisioned"
