@@ -5,7 +5,7 @@ register_steps hgcm-connect hgcm-connect-unknown hgcm-echo hgcm-wait-alarm hgcm-
     hgcm-null-calls
 
 # The HGCM name of the example echo service (crate vmmdev-svc-echo).
-ECHO_SERVICE=VBoxEcho
+ECHO_SERVICE=Echo
 
 # How many null calls hgcm-null-calls makes for its round-trip figure.
 NULL_CALLS=1000
