@@ -819,3 +819,28 @@ fn completion_raises_the_line_and_acknowledge_lowers_it() {
     assert!(!vm.dev.ram().have_events());
     assert_ne!(client, 0);
 }
+
+#[test]
+fn cancel2_wide_form_finds_the_request_by_its_64_bit_address() {
+    let vm = reported_vm();
+    let client = vm.connect(0x2000);
+    assert_eq!(vm.send(REQ, &wait_call(client)), ASYNC);
+    let mut wide = request(32, 65);
+    set_u64(&mut wide, 24, REQ);
+    assert_eq!(vm.send(0x3000, &wide), 0);
+    assert_eq!(vm.dev.pending_hgcm_requests(), 0);
+}
+
+#[test]
+fn completions_parked_across_a_reset_are_never_written() {
+    let vm = reported_vm();
+    let client = vm.connect(0x2000);
+    vm.dev.pause();
+    assert_eq!(vm.send(REQ, &call64(client, FN_NOOP, &[], &[])), ASYNC);
+    std::thread::sleep(Duration::from_millis(20));
+    vm.dev.reset();
+    vm.dev.resume();
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(!vm.done(REQ));
+    assert_eq!(vm.rc(REQ), ASYNC);
+}
