@@ -17,6 +17,8 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use vmmdev_protocol::vmmdev::VMMDEV_MAX_VMMDEVREQ_SIZE;
+
 use crate::device::{PointerState, VmmDev, random_u64};
 use crate::events::{EventSnapshot, EventState};
 use crate::guest_state::{AdditionsVersion, Facility, GuestInfo, GuestStateSnapshot, UserState};
@@ -246,6 +248,9 @@ impl DeviceSnapshot {
         for _ in 0..pending_count {
             let gpa = r.u64()?;
             let size = r.u32()?;
+            if size > VMMDEV_MAX_VMMDEVREQ_SIZE {
+                return Err(RestoreError::Invalid("pending request size"));
+            }
             let kind = match r.u8()? {
                 1 => PendingKind::Connect,
                 2 => PendingKind::Disconnect,
@@ -528,6 +533,16 @@ mod tests {
                 "len {len}"
             );
         }
+    }
+
+    #[test]
+    fn pending_request_sizes_are_bounded() {
+        let mut snapshot = sample();
+        snapshot.pending[0].size = u32::MAX;
+        assert_eq!(
+            DeviceSnapshot::from_bytes(&snapshot.to_bytes()),
+            Err(RestoreError::Invalid("pending request size"))
+        );
     }
 
     #[test]
