@@ -1,0 +1,1 @@
+//! The reference KVM monitor: boots a Linux guest with the VMMDev device in-process.
