@@ -400,7 +400,7 @@ impl VmmDev {
         self.shared.requests.lock().iter().copied().collect()
     }
 
-    /// Number of HGCM requests the guest is waiting for.
+    /// Number of HGCM requests the guest is waiting for whose completion has not started.
     pub fn pending_hgcm_requests(&self) -> usize {
         self.shared.pending.lock().len()
     }
@@ -450,6 +450,8 @@ impl VmmDev {
     /// memory and [`VmmDev::save`] form a consistent snapshot. Events still latch.
     pub fn pause(&self) {
         self.shared.pending.lock().pause();
+        // Wait for write-backs already in flight.
+        drop(self.shared.write_gate.write());
     }
 
     /// Lets completions write again and delivers the ones parked by [`VmmDev::pause`].

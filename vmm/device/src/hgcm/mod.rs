@@ -335,12 +335,12 @@ impl Shared {
             // A reset or restore waits for writes in flight and forgets the request before
             // the next write can start: nothing is written into a post-reset guest.
             let _writing = shared.write_gate.read();
-            if !shared.pending.lock().contains(gpa, token) {
+            if !shared.pending.lock().take_for_write(gpa, token) {
                 return;
             }
             write(done);
             let mut pending = shared.pending.lock();
-            pending.remove(gpa, token);
+            pending.finish_write(gpa, token);
             shared.pending_changed.notify_all();
         });
         let (gate, job) = self.pending.lock().begin_completion(gpa, token, job);

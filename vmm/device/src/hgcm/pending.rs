@@ -2,6 +2,9 @@
 //!
 //! One lock protects the table; submission, completion and cancellation all go through it, so
 //! exactly one of "completed" and "cancelled" happens to each request (linux-guest H-4.8).
+//! A completion takes its entry out of the table *before* it writes DONE, because the guest may
+//! free and reuse the memory the moment it sees DONE; while it writes, the request is only in the
+//! small "being written" set, where a cancel finds it and waits.
 //! Every entry carries a token unique over the device's lifetime: a completion finds its entry
 //! by address *and* token, so a completion of a request that was cancelled, or dropped by a
 //! reset, can never write into a newer request at the same address.
@@ -10,7 +13,7 @@
 //! memory they pin, per requestor category (kernel, root, user; hgcm.md §4.1). A flood of
 //! pending calls runs into these limits instead of exhausting host memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Limits of the device's HGCM bookkeeping.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,6 +144,8 @@ pub struct PendingTable<I> {
     limits: PendingLimits,
     charged: [u64; 3],
     paused: bool,
+    /// Requests whose completion is being written into guest memory: address → token.
+    writing: HashMap<u64, u64>,
 }
 
 impl<I: Copy> Default for PendingTable<I> {
@@ -158,10 +163,12 @@ impl<I: Copy> PendingTable<I> {
             limits,
             charged: [0; 3],
             paused: false,
+            writing: HashMap::new(),
         }
     }
 
-    /// Number of pending requests.
+    /// Number of pending requests (a completion being written no longer counts: its entry
+    /// left the table before DONE became visible).
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -252,9 +259,28 @@ impl<I: Copy> PendingTable<I> {
         }
     }
 
+    /// Moves a completing request out of the table into the "being written" set, refunding
+    /// its budget; `false` if it is gone (cancelled, reset). Its address is free again as soon
+    /// as the guest sees DONE.
+    pub fn take_for_write(&mut self, gpa: u64, token: u64) -> bool {
+        if !self.remove(gpa, token) {
+            return false;
+        }
+        self.writing.insert(gpa, token);
+        true
+    }
+
+    /// The write-back of a request taken with [`Self::take_for_write`] is complete.
+    pub fn finish_write(&mut self, gpa: u64, token: u64) {
+        if self.writing.get(&gpa) == Some(&token) {
+            self.writing.remove(&gpa);
+        }
+    }
+
     /// Looks up the target of a cancel.
     pub fn cancel_target(&self, gpa: u64) -> CancelTarget<I> {
         match self.entries.get(&gpa) {
+            None if self.writing.contains_key(&gpa) => CancelTarget::Busy,
             None => CancelTarget::NotFound,
             Some(entry) => match &entry.state {
                 EntryState::Submitted(id) => CancelTarget::Pending {
@@ -268,9 +294,10 @@ impl<I: Copy> PendingTable<I> {
         }
     }
 
-    /// Whether an entry with this token is still in the table.
+    /// Whether the request with this token is still pending or being written.
     pub fn contains(&self, gpa: u64, token: u64) -> bool {
         self.entries.get(&gpa).is_some_and(|e| e.token == token)
+            || self.writing.get(&gpa) == Some(&token)
     }
 
     /// Stops completions from writing guest memory (they are parked until [`Self::resume`]).
@@ -316,6 +343,7 @@ impl<I: Copy> PendingTable<I> {
     /// completions find nothing and write nothing.
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.writing.clear();
         self.charged = [0; 3];
     }
 
@@ -423,6 +451,23 @@ mod tests {
         assert_eq!(table.records().len(), 1, "still saved as pending");
         assert_eq!(table.resume().len(), 1);
         assert!(table.resume().is_empty());
+    }
+
+    #[test]
+    fn address_is_free_again_while_the_completion_is_written() {
+        let mut table = PendingTable::<u64>::default();
+        let token = table.reserve(0x6000, 64, PendingKind::Call, 0, 8).unwrap();
+        let _ = table.begin_completion(0x6000, token, noop());
+        assert!(table.take_for_write(0x6000, token));
+        assert_eq!(table.charged(), [0; 3]);
+        assert_eq!(table.cancel_target(0x6000), CancelTarget::Busy);
+        let next = table.reserve(0x6000, 64, PendingKind::Call, 0, 8).unwrap();
+        table.finish_write(0x6000, token);
+        assert!(table.contains(0x6000, next), "the new request is untouched");
+        assert!(
+            !table.take_for_write(0x6000, token),
+            "a token is taken once"
+        );
     }
 
     #[test]
