@@ -36,9 +36,18 @@
  *     the host copies the name at load.
  *   - The parameter array and every iovec array given to call() are owned by the host and stay
  *     valid until the plugin completes that call with host->complete(). Until then the plugin may
- *     write values, buffer contents and reported_len in place, from any thread. After complete()
- *     returns, none of it may be touched.
- *   - For host_call() the parameter array and buffers are valid only during the callback.
+ *     write values and reported_len in place, from any thread. After complete() returns, none of
+ *     it may be touched.
+ *   - GUEST ACCESS: the memory the iovecs of a call() point to may be read or written only
+ *     between host->begin_guest_access(ctx, call) returning VINF_SUCCESS and the matching
+ *     host->end_guest_access(ctx, call). When the call is cancelled (by its caller, a client
+ *     disconnect, a guest reset or a service failure), begin_guest_access returns VERR_CANCELLED
+ *     (-70): touch nothing and complete the call. The host's cancel waits for the accesses in
+ *     flight to end before it lets the guest reuse the pages, so accesses must be short (a copy)
+ *     and must never wait for anything. Accesses nest and may end on another thread than they
+ *     began. Never call complete() inside an access.
+ *   - For host_call() the parameter array and buffers are valid only during the callback (no
+ *     guest access is needed).
  *   - Buffer iovecs point straight into guest RAM (or host memory for host calls). The guest may
  *     change its memory at any time: copy data before parsing it, and never trust it twice.
  *   - Data handed to a state writer is copied before write() returns. Data given to load_state()
@@ -60,7 +69,7 @@
 extern "C" {
 #endif
 
-#define VMMDEV_HGCM_ABI_MAJOR 1
+#define VMMDEV_HGCM_ABI_MAJOR 2
 #define VMMDEV_HGCM_ABI_MINOR 0
 #define VMMDEV_HGCM_LOAD_SYMBOL "vmmdev_hgcm_plugin_load"
 #define VMMDEV_HGCM_MAX_SERVICE_NAME_LEN 127
@@ -106,6 +115,7 @@ extern "C" {
 #define VMMDEV_VERR_TOO_MUCH_DATA (-42)
 #define VMMDEV_VERR_CANCELLED (-70)
 #define VMMDEV_VERR_NOT_FOUND (-78)
+#define VMMDEV_VERR_INVALID_STATE (-79)
 #define VMMDEV_VERR_ALREADY_RESET (-359)
 #define VMMDEV_VERR_WRONG_TYPE (-22409)
 
@@ -153,6 +163,11 @@ typedef struct vmmdev_hgcm_host_api {
      * VERR_WRONG_TYPE unknown handle (a violation that fails the service). */
     int32_t (*complete)(void *ctx, vmmdev_hgcm_call_handle call, int32_t status);
     bool (*is_cancelled)(void *ctx, vmmdev_hgcm_call_handle call);
+    /* Opens a guest access for the call (see GUEST ACCESS above): VINF_SUCCESS, VERR_CANCELLED
+     * (touch nothing), VERR_NOT_FOUND (unknown or completed handle). */
+    int32_t (*begin_guest_access)(void *ctx, vmmdev_hgcm_call_handle call);
+    /* Ends one access: VINF_SUCCESS, VERR_INVALID_STATE if none is open. */
+    int32_t (*end_guest_access)(void *ctx, vmmdev_hgcm_call_handle call);
     bool (*is_restored)(void *ctx, vmmdev_hgcm_call_handle call);
     uint32_t (*requestor)(void *ctx, vmmdev_hgcm_call_handle call);
     /* Sends (code, payload) to the embedder; never blocks; payload <= 64 KiB, copied. */

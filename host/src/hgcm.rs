@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Mutex, RwLock};
 use vmmdev_hgcm_abi::ffi::CALL_FLAG_RESTORED;
-use vmmdev_hgcm_abi::{ClientId, LoadEntry, Parm, Requestor, VmEvent};
+use vmmdev_hgcm_abi::{CallGate, ClientId, LoadEntry, Parm, Requestor, VmEvent};
 
 use crate::clients::Registry;
 use crate::config::HgcmConfig;
@@ -345,10 +345,13 @@ impl Hgcm {
                 },
             },
         );
-        if core.mark_client_gone(client) {
+        let (had_calls, closing) = core.mark_client_gone(client);
+        if had_calls {
             core.post(Msg::Cancelled { client });
         }
-        if !core.post(Msg::Disconnect { id, client }) {
+        let posted = core.post(Msg::Disconnect { id, client });
+        closing.wait();
+        if !posted {
             core.withdraw(id);
             return Err(SubmitError::ShutDown);
         }
@@ -359,7 +362,7 @@ impl Hgcm {
     /// status and the parameters (outputs written), unless the call is cancelled or reset first.
     pub fn call(
         &self,
-        call: CallRequest,
+        mut call: CallRequest,
         done: Completion<CallOutcome>,
     ) -> Result<RequestId, SubmitError> {
         self.running()?;
@@ -399,6 +402,7 @@ impl Hgcm {
                 limit: max_calls,
             });
         }
+        let gate = gate_buffers(&mut call.params);
         let mut raw = RawParams::build(&call.params);
         let parms = RawParmsPtr(raw.as_mut_ptr());
         let count = raw.count();
@@ -410,6 +414,7 @@ impl Hgcm {
             function: call.function,
             params: call.params,
             raw,
+            gate,
         });
         core.insert(
             id,
@@ -443,6 +448,11 @@ impl Hgcm {
     /// Cancels a pending request. On `Ok` its completion will never run; the service is told
     /// (`cancelled(client)`, and `is_cancelled` turns true) and a later completion by the
     /// service is discarded. `Err(NotFound)` if the request is unknown, completed or cancelled.
+    ///
+    /// When this returns `Ok`, nothing touches the call's buffers any more: no access to their
+    /// memory can start, and accesses the service had in flight have ended. Waiting for those
+    /// may block briefly (for the length of a copy), so the caller must not hold a lock that
+    /// the completion of any request needs (see the crate documentation).
     pub fn cancel(&self, id: RequestId) -> Result<(), CancelError> {
         let slot = usize::try_from(id.0 >> SEQUENCE_BITS).map_err(|_| CancelError::NotFound(id))?;
         let core = self
@@ -452,8 +462,9 @@ impl Hgcm {
             .get(slot)
             .cloned()
             .ok_or(CancelError::NotFound(id))?;
-        let client = core.cancel(id).ok_or(CancelError::NotFound(id))?;
+        let (client, closing) = core.cancel(id).ok_or(CancelError::NotFound(id))?;
         core.post(Msg::Cancelled { client });
+        closing.wait();
         Ok(())
     }
 
@@ -697,6 +708,16 @@ impl Hgcm {
     pub fn shutdown(self) {
         self.inner.shutdown();
     }
+}
+
+/// Puts every buffer of a call under one new gate; `None` if the call has no buffers.
+fn gate_buffers(params: &mut [Parm]) -> Option<Arc<CallGate>> {
+    let mut gate = None;
+    for buffer in params.iter_mut().filter_map(Parm::as_buffer_mut) {
+        let gate = gate.get_or_insert_with(|| Arc::new(CallGate::new()));
+        buffer.attach_gate(gate.clone());
+    }
+    gate
 }
 
 impl Inner {

@@ -31,6 +31,8 @@ pub(crate) fn host_api(core: &Arc<ServiceCore>) -> HostApi {
         ctx: Arc::as_ptr(core).cast_mut().cast::<c_void>(),
         complete,
         is_cancelled,
+        begin_guest_access,
+        end_guest_access,
         is_restored,
         requestor,
         notify_host,
@@ -84,6 +86,16 @@ unsafe extern "C" fn is_cancelled(ctx: *mut c_void, call: CallHandle) -> bool {
     })
 }
 
+unsafe extern "C" fn begin_guest_access(ctx: *mut c_void, call: CallHandle) -> i32 {
+    with_core(ctx, VERR_HGCM_INTERNAL, |core| {
+        core.begin_guest_access(call)
+    })
+}
+
+unsafe extern "C" fn end_guest_access(ctx: *mut c_void, call: CallHandle) -> i32 {
+    with_core(ctx, VERR_HGCM_INTERNAL, |core| core.end_guest_access(call))
+}
+
 unsafe extern "C" fn is_restored(ctx: *mut c_void, call: CallHandle) -> bool {
     with_core(ctx, false, |core| {
         core.with_call(call, |_, c| c.restored).unwrap_or(false)
@@ -135,7 +147,8 @@ unsafe extern "C" fn disconnect_client(ctx: *mut c_void, client: u32) -> i32 {
         if registry.remove_live(id).is_none() {
             return VERR_NOT_FOUND;
         }
-        core.mark_client_gone(id);
+        let (_, closing) = core.mark_client_gone(id);
+        closing.wait();
         log::debug!("HGCM service {:?} disconnected {id}", core.name());
         VINF_SUCCESS
     })

@@ -11,6 +11,18 @@
 //! that panics or breaks the ABI contract is marked failed, its pending requests fail with
 //! `VERR_HGCM_INTERNAL`, and everything else goes on. Blocking calls ([`Hgcm::host_call`],
 //! [`Hgcm::save`], [`Hgcm::restore`], [`Hgcm::reset`]) must not be made from a service thread.
+//!
+//! Guest memory after a cancel: the buffers of a call share one access gate
+//! ([`vmmdev_hgcm_abi::gate`]). Services touch buffer memory only inside short accesses
+//! ([`Buffer::guest_access`] in Rust, `begin_guest_access` / `end_guest_access` in the C ABI).
+//! [`Hgcm::cancel`], [`Hgcm::disconnect`], [`Hgcm::reset`] and a service failure shut the gates
+//! of the calls they end and return only once the accesses in flight have finished, so after
+//! they return no byte of those calls' guest memory is read or written again.
+//!
+//! Deadlock rule for transports: because of that wait, `cancel`, `disconnect` and `reset` may
+//! block briefly. Never call them while holding a lock that a completion callback takes (the
+//! VMMDev device releases its request-table lock before it cancels); a completion never waits
+//! for a gate, so the reverse order is safe.
 
 mod clients;
 mod config;
@@ -35,7 +47,7 @@ pub use request::{
 };
 pub use snapshot::{HgcmSnapshot, PendingKind, PendingRequest, SnapshotError};
 pub use vmmdev_hgcm_abi::{
-    Buffer, BufferError, ClientCategory, ClientId, Direction, LoadEntry, Parm, Requestor, VmEvent,
-    status,
+    Buffer, BufferError, ClientCategory, ClientId, Direction, GuestAccess, LoadEntry, Parm,
+    Requestor, VmEvent, status,
 };
 pub use worker::RegisterError;

@@ -5,6 +5,11 @@
 //! client disconnect, reset and service failure all take the entry out of (or mark it in) this
 //! table under one lock, so exactly one of them wins and a completion runs at most once.
 //! Completions always run after the lock is released.
+//!
+//! Every call with buffers has a [`CallGate`]: whatever ends the call's life for its submitter
+//! (cancel, disconnect, reset, failure) shuts the gate under the pending lock and, once the lock
+//! is released, waits until the service's accesses to the call's memory in flight have ended, so
+//! nothing touches that memory afterwards.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -15,9 +20,9 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use vmmdev_hgcm_abi::status::{
     VERR_ALREADY_RESET, VERR_CANCELLED, VERR_HGCM_INTERNAL, VERR_INVALID_PARAMETER,
-    VERR_INVALID_STATE, VERR_WRONG_TYPE, VINF_SUCCESS, is_valid_service_status,
+    VERR_INVALID_STATE, VERR_NOT_FOUND, VERR_WRONG_TYPE, VINF_SUCCESS, is_valid_service_status,
 };
-use vmmdev_hgcm_abi::{ClientCategory, ClientId, Parm, Requestor};
+use vmmdev_hgcm_abi::{AccessGate, CallGate, ClientCategory, ClientId, Parm, Requestor};
 
 use crate::clients::{Client, Registry};
 use crate::id_hash::IdMap;
@@ -45,6 +50,32 @@ pub(crate) struct CallCtx {
     pub(crate) function: u32,
     pub(crate) params: Vec<Parm>,
     pub(crate) raw: RawParams,
+    /// Admission to the memory of the buffers; `None` for calls without buffers.
+    pub(crate) gate: Option<Arc<CallGate>>,
+}
+
+impl CallCtx {
+    /// Shuts the call's gate (if it has one) and hands it to `closing`.
+    fn shut_gate(&self, closing: &mut ClosingGates) {
+        if let Some(gate) = &self.gate {
+            gate.shut();
+            closing.0.push(gate.clone());
+        }
+    }
+}
+
+/// Gates shut under the pending lock; [`ClosingGates::wait`] once the lock is released.
+#[must_use = "a shut gate must be waited for before the call's memory counts as released"]
+#[derive(Default)]
+pub(crate) struct ClosingGates(Vec<Arc<CallGate>>);
+
+impl ClosingGates {
+    /// Waits until no access to the memory of these calls is in flight.
+    pub(crate) fn wait(self) {
+        for gate in self.0 {
+            gate.wait_idle();
+        }
+    }
 }
 
 /// The operation a pending request stands for.
@@ -84,9 +115,29 @@ pub(crate) struct Pending {
 #[derive(Default)]
 struct PendingTable {
     map: IdMap<u64, Pending>,
-    /// Calls of a failed service: kept so a misbehaving plugin that still writes through their
-    /// pointers writes into memory we own, until the service is torn down.
-    graveyard: Vec<CallCtx>,
+    /// Calls of a failed service, by handle: kept so a misbehaving plugin that still writes
+    /// through their pointers writes into memory we own, and so accesses in flight can still
+    /// end, until the service is torn down.
+    graveyard: Vec<(u64, CallCtx)>,
+}
+
+impl PendingTable {
+    /// The gate of a call that is pending or in the graveyard: `None` if the handle is unknown,
+    /// `Some(None)` for a call without buffers.
+    fn gate_of(&self, handle: u64) -> Option<Option<&Arc<CallGate>>> {
+        match self.map.get(&handle) {
+            Some(Pending {
+                op: Op::Call { ctx, .. },
+                ..
+            }) => Some(ctx.gate.as_ref()),
+            Some(_) => None,
+            None => self
+                .graveyard
+                .iter()
+                .find(|(id, _)| *id == handle)
+                .map(|(_, ctx)| ctx.gate.as_ref()),
+        }
+    }
 }
 
 /// Runs a completion, containing a panic in the embedder's closure.
@@ -229,8 +280,10 @@ impl ServiceCore {
         self.pending.lock().map.remove(&id.0).map(|p| p.op)
     }
 
-    /// Cancels a live request: its completion is dropped. Returns the client to tell the service.
-    pub(crate) fn cancel(&self, id: RequestId) -> Option<ClientId> {
+    /// Cancels a live request: its completion is dropped and the gate of a call is shut.
+    /// Returns the client to tell the service and the gate to wait for.
+    pub(crate) fn cancel(&self, id: RequestId) -> Option<(ClientId, ClosingGates)> {
+        let mut closing = ClosingGates::default();
         let (client, dropped_done) = {
             let mut table = self.pending.lock();
             let pending = table.map.get_mut(&id.0).filter(|p| p.fate == Fate::Live)?;
@@ -238,31 +291,60 @@ impl ServiceCore {
             match &mut pending.op {
                 Op::Connect { client, done } => (client.id, take_done(done)),
                 Op::Disconnect { client, done } => (*client, take_done(done)),
-                Op::Call { ctx, done } => (ctx.client.id, take_done(done)),
+                Op::Call { ctx, done } => {
+                    ctx.shut_gate(&mut closing);
+                    (ctx.client.id, take_done(done))
+                }
             }
         };
         drop(dropped_done);
-        Some(client)
+        Some((client, closing))
     }
 
-    /// Marks the live calls of a disconnected client; true if there were any.
-    pub(crate) fn mark_client_gone(&self, client: ClientId) -> bool {
+    /// Marks the live calls of a disconnected client and shuts their gates; the flag tells
+    /// whether there were any.
+    pub(crate) fn mark_client_gone(&self, client: ClientId) -> (bool, ClosingGates) {
+        let mut closing = ClosingGates::default();
         let mut any = false;
         for pending in self.pending.lock().map.values_mut() {
             if let Op::Call { ctx, .. } = &pending.op {
                 if ctx.client.id == client && pending.fate == Fate::Live {
                     pending.fate = Fate::ClientGone;
+                    ctx.shut_gate(&mut closing);
                     any = true;
                 }
             }
         }
-        any
+        (any, closing)
+    }
+
+    /// `HostApi::begin_guest_access`: opens an access to a call's buffers.
+    pub(crate) fn begin_guest_access(&self, handle: u64) -> i32 {
+        let table = self.pending.lock();
+        match (table.gate_of(handle), table.map.get(&handle)) {
+            (Some(Some(gate)), _) if gate.enter() => VINF_SUCCESS,
+            (Some(None), Some(pending)) if pending.fate == Fate::Live => VINF_SUCCESS,
+            (Some(_), _) => VERR_CANCELLED,
+            (None, _) => VERR_NOT_FOUND,
+        }
+    }
+
+    /// `HostApi::end_guest_access`: ends an access opened by `begin_guest_access`.
+    pub(crate) fn end_guest_access(&self, handle: u64) -> i32 {
+        match self.pending.lock().gate_of(handle) {
+            Some(Some(gate)) if gate.try_leave() => VINF_SUCCESS,
+            Some(Some(_)) => VERR_INVALID_STATE,
+            // A call without buffers has nothing to guard.
+            Some(None) => VINF_SUCCESS,
+            None => VERR_NOT_FOUND,
+        }
     }
 
     /// Guest reset, for this service: removes every client and drops every pending request
     /// silently. Returns the clients that were live (the service must see their disconnect).
     pub(crate) fn reset(&self, registry: &Registry) -> Vec<Arc<Client>> {
         let mut dropped = Vec::new();
+        let mut closing = ClosingGates::default();
         let live = {
             let mut table = self.pending.lock();
             // Under the pending lock, so a concurrent connect either went live before (and is in
@@ -273,12 +355,16 @@ impl ServiceCore {
                 dropped.push(match &mut pending.op {
                     Op::Connect { done, .. } => take_done(done),
                     Op::Disconnect { done, .. } => take_done(done),
-                    Op::Call { done, .. } => take_done(done),
+                    Op::Call { ctx, done } => {
+                        ctx.shut_gate(&mut closing);
+                        take_done(done)
+                    }
                 });
             }
             live
         };
         drop(dropped);
+        closing.wait();
         live
     }
 
@@ -415,9 +501,26 @@ impl ServiceCore {
             client,
             mut params,
             raw,
+            gate,
             ..
         } = *ctx;
         client.call_finished();
+        // Out of the table, the handle admits no new access; one still open breaks the contract
+        // (the transport is about to hand the memory back to the guest).
+        let inside_access = gate.is_some_and(|gate| gate.is_busy());
+        if inside_access {
+            if fate == Fate::Live || fate == Fate::ClientGone {
+                run(
+                    done,
+                    CallOutcome {
+                        status: VERR_HGCM_INTERNAL,
+                        params,
+                    },
+                );
+            }
+            self.fail("completed a call while a guest access to its buffers was open");
+            return VERR_INVALID_STATE;
+        }
         if !is_valid_service_status(status) {
             if fate == Fate::Live || fate == Fate::ClientGone {
                 run(
@@ -481,28 +584,49 @@ impl ServiceCore {
             "HGCM service {:?} failed: {reason}; failing its pending requests",
             self.name()
         );
-        let drained: Vec<Pending> = self.pending.lock().map.drain().map(|(_, p)| p).collect();
-        let mut graveyard = Vec::new();
-        for Pending { fate, op } in drained {
-            let wanted = fate == Fate::Live || fate == Fate::ClientGone;
-            match op {
-                Op::Call { ctx, done } => {
-                    ctx.client.call_finished();
-                    if wanted {
-                        let params = ctx.params.iter().filter_map(Parm::try_clone).collect();
-                        run(
-                            done,
-                            CallOutcome {
-                                status: VERR_HGCM_INTERNAL,
-                                params,
-                            },
-                        );
+        // Under the lock: take every request out, shut the gates of the calls and move their
+        // contexts to the graveyard (where accesses in flight can still find them to end).
+        let mut closing = ClosingGates::default();
+        let mut outcomes = Vec::new();
+        {
+            let mut table = self.pending.lock();
+            let drained: Vec<(u64, Pending)> = table.map.drain().collect();
+            for (id, Pending { fate, op }) in drained {
+                let wanted = fate == Fate::Live || fate == Fate::ClientGone;
+                match op {
+                    Op::Call { ctx, done } => {
+                        ctx.client.call_finished();
+                        ctx.shut_gate(&mut closing);
+                        if wanted {
+                            let params = ctx.params.iter().filter_map(Parm::try_clone).collect();
+                            outcomes.push(FailedRequest::Call(done, params));
+                        }
+                        table.graveyard.push((id, *ctx));
                     }
-                    graveyard.push(*ctx);
+                    Op::Connect { client, done } => {
+                        outcomes.push(FailedRequest::Connect(client, wanted.then_some(done)));
+                    }
+                    Op::Disconnect { done, .. } if wanted => {
+                        outcomes.push(FailedRequest::Disconnect(done));
+                    }
+                    Op::Disconnect { .. } => {}
                 }
-                Op::Connect { client, done } => {
+            }
+        }
+        // The submitters learn of the failure only once nothing touches their memory any more.
+        closing.wait();
+        for outcome in outcomes {
+            match outcome {
+                FailedRequest::Call(done, params) => run(
+                    done,
+                    CallOutcome {
+                        status: VERR_HGCM_INTERNAL,
+                        params,
+                    },
+                ),
+                FailedRequest::Connect(client, done) => {
                     self.forget_client(client.id);
-                    if wanted {
+                    if let Some(done) = done {
                         run(
                             done,
                             ConnectOutcome {
@@ -513,19 +637,14 @@ impl ServiceCore {
                     }
                 }
                 // The client is already gone from the table; the disconnect itself succeeded.
-                Op::Disconnect { done, .. } => {
-                    if wanted {
-                        run(
-                            done,
-                            DisconnectOutcome {
-                                status: VINF_SUCCESS,
-                            },
-                        );
-                    }
-                }
+                FailedRequest::Disconnect(done) => run(
+                    done,
+                    DisconnectOutcome {
+                        status: VINF_SUCCESS,
+                    },
+                ),
             }
         }
-        self.pending.lock().graveyard.extend(graveyard);
     }
 
     /// Identities of the requests whose submitters still wait for them.
@@ -554,14 +673,18 @@ impl ServiceCore {
         out
     }
 
-    /// Drops every pending request silently (restore, shutdown).
+    /// Drops every pending request silently (shutdown, after the service thread has ended).
     pub(crate) fn drop_pending(&self) {
         let drained: Vec<Pending> = self.pending.lock().map.drain().map(|(_, p)| p).collect();
+        let mut closing = ClosingGates::default();
         for pending in &drained {
             if let Op::Call { ctx, .. } = &pending.op {
                 ctx.client.call_finished();
+                ctx.shut_gate(&mut closing);
             }
         }
+        // No access can be in flight any more: the plugin is unloaded and its host link closed.
+        drop(closing);
         drop(drained);
     }
 
@@ -570,6 +693,13 @@ impl ServiceCore {
         let graveyard = std::mem::take(&mut self.pending.lock().graveyard);
         drop(graveyard);
     }
+}
+
+/// What a failure owes the submitter of a request it drained.
+enum FailedRequest {
+    Call(Option<Completion<CallOutcome>>, Vec<Parm>),
+    Connect(Arc<Client>, Option<Option<Completion<ConnectOutcome>>>),
+    Disconnect(Option<Completion<DisconnectOutcome>>),
 }
 
 enum ConnectDecision {

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 use vmmdev_hgcm_abi::ffi::{
     ABI_MAJOR, ABI_MINOR, CallFn, CancelledFn, ConnectFn, DisconnectFn, HostApi, HostCallFn,
-    LoadClientFn, LoadStateFn, MAX_SERVICE_NAME_LEN, NotifyFn, PLUGIN_TABLE_V1_0_SIZE, PluginTable,
+    LoadClientFn, LoadStateFn, MAX_SERVICE_NAME_LEN, NotifyFn, PLUGIN_TABLE_MIN_SIZE, PluginTable,
     RawParm, SaveClientFn, SaveStateFn, StateWriter, UnloadFn,
 };
 use vmmdev_hgcm_abi::status::{
@@ -41,8 +41,10 @@ pub enum RegisterError {
         /// The plugin's minor version.
         plugin_minor: u16,
     },
-    /// The plugin's table is smaller than ABI 1.0 requires.
-    #[error("plugin table of {size} bytes is smaller than the {required} bytes ABI 1.0 requires")]
+    /// The plugin's table is smaller than this ABI major version requires.
+    #[error(
+        "plugin table of {size} bytes is smaller than the {required} bytes ABI {ABI_MAJOR}.0 requires"
+    )]
     TableTooSmall {
         /// The size the plugin declared.
         size: u32,
@@ -347,10 +349,10 @@ fn validate(table: &PluginTable) -> Result<(Descriptor, Plugin), RegisterError> 
             plugin_minor: table.abi_minor,
         });
     }
-    if table.size < PLUGIN_TABLE_V1_0_SIZE {
+    if table.size < PLUGIN_TABLE_MIN_SIZE {
         return Err(RegisterError::TableTooSmall {
             size: table.size,
-            required: PLUGIN_TABLE_V1_0_SIZE,
+            required: PLUGIN_TABLE_MIN_SIZE,
         });
     }
     let call = table.call.ok_or(RegisterError::InvalidTable(
@@ -436,7 +438,7 @@ fn load(
         }
         Err(err) => {
             // With a compatible layout we can still let the plugin clean up.
-            if table.abi_major == ABI_MAJOR && table.size >= PLUGIN_TABLE_V1_0_SIZE {
+            if table.abi_major == ABI_MAJOR && table.size >= PLUGIN_TABLE_MIN_SIZE {
                 if let Some(unload) = table.unload {
                     // SAFETY: plugin contract: the plugin filled `unload` and `instance` itself.
                     unsafe { unload(table.instance) };

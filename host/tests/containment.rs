@@ -3,6 +3,7 @@
 mod common;
 
 use std::ffi::{c_char, c_void};
+use std::sync::Mutex;
 
 use common::*;
 use vmmdev_hgcm::status::*;
@@ -12,6 +13,12 @@ use vmmdev_hgcm_abi::ffi::{HostApi, PluginTable, RawParm};
 const FN_COMPLETE_TWICE: u32 = 1;
 const FN_BAD_STATUS: u32 = 2;
 const FN_HOLD: u32 = 3;
+const FN_COMPLETE_INSIDE_ACCESS: u32 = 4;
+/// Holds the call and publishes it in [`HELD`] (one test only: handles repeat across instances).
+const FN_HOLD_AND_PUBLISH: u32 = 5;
+
+/// The host API (as the rogue's instance pointer) and handle of the published call.
+static HELD: Mutex<Option<(usize, u64)>> = Mutex::new(None);
 
 /// Completes according to the function number, breaking the rules on purpose.
 unsafe extern "C" fn rogue_call(
@@ -35,6 +42,14 @@ unsafe extern "C" fn rogue_call(
             }
             FN_BAD_STATUS => {
                 (api.complete)(api.ctx, handle, VINF_HGCM_ASYNC_EXECUTE);
+            }
+            FN_COMPLETE_INSIDE_ACCESS => {
+                (api.begin_guest_access)(api.ctx, handle);
+                (api.complete)(api.ctx, handle, VINF_SUCCESS);
+                (api.end_guest_access)(api.ctx, handle);
+            }
+            FN_HOLD_AND_PUBLISH => {
+                *HELD.lock().expect("held") = Some((instance as usize, handle));
             }
             _ => {}
         }
@@ -120,4 +135,53 @@ fn table_without_a_call_entry_is_refused() {
         .expect_err("refused");
     assert!(matches!(err, RegisterError::InvalidTable(_)), "{err}");
     assert!(hgcm.services().is_empty());
+}
+
+fn one_buffer() -> Vec<vmmdev_hgcm::Parm> {
+    vec![host_buffer(&[0; 8], vmmdev_hgcm::Direction::FromHost)]
+}
+
+#[test]
+fn completing_inside_a_guest_access_fails_the_call_and_the_service() {
+    let hgcm = rogue();
+    let client = connect_ok(&hgcm, "Rogue");
+    assert_eq!(
+        call(&hgcm, client, FN_COMPLETE_INSIDE_ACCESS, one_buffer()).status,
+        VERR_HGCM_INTERNAL
+    );
+    assert!(rogue_failed(&hgcm));
+}
+
+#[test]
+fn raw_guest_access_is_refused_after_the_call_was_cancelled() {
+    let hgcm = rogue();
+    let client = connect_ok(&hgcm, "Rogue");
+    let (id, _rx) =
+        submit(&hgcm, request(client, FN_HOLD_AND_PUBLISH, one_buffer())).expect("accepted");
+    let (instance, handle) = {
+        let mut held = None;
+        eventually("the call to be held", || {
+            held = *HELD.lock().expect("held");
+            held.is_some_and(|(_, h)| h == id.raw())
+        });
+        held.expect("held")
+    };
+    // SAFETY: the rogue's instance is its boxed copy of the host API, alive until unload.
+    let api = unsafe { &*(instance as *const HostApi) };
+    // SAFETY: the host API is called with its own context and a pending handle.
+    unsafe {
+        assert_eq!((api.begin_guest_access)(api.ctx, handle), VINF_SUCCESS);
+        assert_eq!((api.end_guest_access)(api.ctx, handle), VINF_SUCCESS);
+        assert_eq!((api.end_guest_access)(api.ctx, handle), VERR_INVALID_STATE);
+    }
+    assert_eq!(hgcm.cancel(id), Ok(()));
+    // SAFETY: as above; the cancelled call stays known until the plugin completes it.
+    unsafe {
+        assert_eq!((api.begin_guest_access)(api.ctx, handle), VERR_CANCELLED);
+        assert_eq!(
+            (api.complete)(api.ctx, handle, VINF_SUCCESS),
+            VERR_CANCELLED
+        );
+        assert_eq!((api.begin_guest_access)(api.ctx, handle), VERR_NOT_FOUND);
+    }
 }

@@ -121,17 +121,17 @@ fn library_without_the_load_symbol_is_reported() {
 }
 
 #[test]
-fn plugin_of_another_abi_major_is_refused() {
+fn plugin_built_for_abi_1_without_guest_access_is_refused() {
     let hgcm = Hgcm::new(HgcmConfig::default());
     let err = load_err(
         &hgcm,
-        &build_c_plugin("abi2", &["-DTEST_CLAIM_ABI_MAJOR=2"]),
+        &build_c_plugin("abi1", &["-DTEST_CLAIM_ABI_MAJOR=1"]),
         "",
     );
     assert_eq!(
         err.register_error(),
         Some(&RegisterError::AbiMismatch {
-            plugin_major: 2,
+            plugin_major: 1,
             plugin_minor: 0
         })
     );

@@ -11,9 +11,17 @@
 //! Memory ownership (also documented in the C header):
 //! * [`HostApi`] is owned by the host and valid from the load call until `unload` has returned.
 //! * The parameter array and every [`IoVec`] array given to `call` are owned by the host and stay
-//!   valid until the plugin completes that call; the plugin may write values, buffer contents and
-//!   `reported_len` in place, from any thread, until it calls `complete`. For `host_call` they are
-//!   valid only during the callback.
+//!   valid until the plugin completes that call; the plugin may write values and `reported_len`
+//!   in place, from any thread, until it calls `complete`. For `host_call` they are valid only
+//!   during the callback.
+//! * The memory the iovecs of a `call` point to (guest RAM, or host memory for embedded data) may
+//!   be read or written only inside a guest access: after `begin_guest_access(call)` returned
+//!   `VINF_SUCCESS` and before the matching `end_guest_access(call)`. Once the call is cancelled
+//!   (by its caller, a disconnect, a reset or a service failure) `begin_guest_access` answers
+//!   `VERR_CANCELLED`, and the host's cancel returns only after every access in flight has
+//!   ended; from then on the guest may reuse those pages. Accesses must be short and must not
+//!   wait for anything; `complete` must not be called inside one. `host_call` buffers need no
+//!   access: they are valid during the callback.
 //! * Buffer iovecs point straight into guest RAM (or host memory for host calls); other parties
 //!   (the guest) may change guest RAM concurrently, so a plugin copies before it parses.
 //! * `name` and `instance` in [`PluginTable`] are owned by the plugin and must stay valid until
@@ -23,8 +31,9 @@
 
 use std::ffi::{c_char, c_void};
 
-/// ABI major version: a plugin with another major is refused.
-pub const ABI_MAJOR: u16 = 1;
+/// ABI major version: a plugin with another major is refused. Version 2 introduced guest
+/// accesses (`begin_guest_access` / `end_guest_access`), which every plugin must use.
+pub const ABI_MAJOR: u16 = 2;
 /// ABI minor version: backwards-compatible additions.
 pub const ABI_MINOR: u16 = 0;
 /// The one symbol a plugin exports (without the trailing NUL: [`LOAD_SYMBOL_C`]).
@@ -167,6 +176,14 @@ pub struct HostApi {
     pub complete: unsafe extern "C" fn(ctx: *mut c_void, call: CallHandle, status: i32) -> i32,
     /// Whether the call was cancelled (by the caller, a disconnect or a reset).
     pub is_cancelled: unsafe extern "C" fn(ctx: *mut c_void, call: CallHandle) -> bool,
+    /// Opens a guest access for the call: its buffers' memory may be touched until the matching
+    /// `end_guest_access`. Returns `VINF_SUCCESS`, `VERR_CANCELLED` if the call was cancelled
+    /// (touch nothing, complete the call), or `VERR_NOT_FOUND` for an unknown or completed
+    /// handle. Accesses nest and may end on another thread; keep them short.
+    pub begin_guest_access: unsafe extern "C" fn(ctx: *mut c_void, call: CallHandle) -> i32,
+    /// Ends one access opened by `begin_guest_access`. Returns `VINF_SUCCESS`, or
+    /// `VERR_INVALID_STATE` if the call has no access open (`VERR_NOT_FOUND`: unknown handle).
+    pub end_guest_access: unsafe extern "C" fn(ctx: *mut c_void, call: CallHandle) -> i32,
     /// Whether the call was resubmitted after a restore.
     pub is_restored: unsafe extern "C" fn(ctx: *mut c_void, call: CallHandle) -> bool,
     /// The call's requestor bits (`0x901F`, the least trusted value, for an unknown handle).
@@ -297,10 +314,10 @@ pub struct PluginTable {
     pub notify: Option<NotifyFn>,
 }
 
-/// Size of the 1.0 plugin table: the least a plugin of major 1 may declare.
-pub const PLUGIN_TABLE_V1_0_SIZE: u32 = size_of::<PluginTable>() as u32;
-/// Size of the 1.0 host API table: the least a host of major 1 provides.
-pub const HOST_API_V1_0_SIZE: u32 = size_of::<HostApi>() as u32;
+/// Size of the plugin table of minor version 0: the least a plugin of this major may declare.
+pub const PLUGIN_TABLE_MIN_SIZE: u32 = size_of::<PluginTable>() as u32;
+/// Size of the host API table of minor version 0: the least a host of this major provides.
+pub const HOST_API_MIN_SIZE: u32 = size_of::<HostApi>() as u32;
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,8 @@
 //!   the load entry point, the host API table, the plugin table and the parameter layout.
 //! * [`params`]: the Rust form of call parameters ([`Parm`], [`Buffer`]), shared by the framework,
 //!   the VMMDev device and the SDK, so there is exactly one definition.
+//! * [`gate`]: the per-call access gate that keeps anyone from touching a call's buffers after
+//!   the call was cancelled.
 //! * [`types`]: client ids, requestor bits, client categories, VM events.
 //! * [`status`]: the VirtualBox status codes services answer with.
 //!
@@ -11,10 +13,12 @@
 //! API in `vmmdev-hgcm-sdk`.
 
 pub mod ffi;
+pub mod gate;
 pub mod params;
 pub mod status;
 pub mod types;
 
 pub use ffi::LoadEntry;
-pub use params::{Buffer, BufferError, Direction, Parm, ParmError, ParmsExt};
+pub use gate::{AccessGate, CallGate};
+pub use params::{Buffer, BufferError, Direction, GuestAccess, Parm, ParmError, ParmsExt};
 pub use types::{ClientCategory, ClientId, Requestor, UserClass, VmEvent};

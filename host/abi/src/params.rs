@@ -6,6 +6,11 @@
 //! validated at construction, the mapping kept alive by an `Arc`), or, inside a plugin, over the
 //! iovecs the host passed across the ABI. All access goes through volatile copies, because the
 //! guest may change its memory at any time; services parse only what [`Buffer::copy_in`] returned.
+//!
+//! The buffers of a call share the call's [`AccessGate`] (see [`crate::gate`]): every read or
+//! write of their memory happens inside an access ([`Buffer::guest_access`]), and once the call
+//! is cancelled the gate refuses new accesses with [`BufferError::Cancelled`]. A buffer without a
+//! gate (host calls, a request still being built) is always accessible.
 
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -13,6 +18,7 @@ use std::sync::Arc;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileSlice};
 
 use crate::ffi::{DIR_BOTH, DIR_FROM_HOST, DIR_TO_HOST, IoVec};
+use crate::gate::AccessGate;
 
 /// Errors of buffer construction and access.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -55,6 +61,10 @@ pub enum BufferError {
         /// The buffer length.
         len: usize,
     },
+    /// The call was cancelled (or its client, the guest or the service went away): its memory
+    /// must not be touched any more.
+    #[error("the call was cancelled; its buffers may no longer be accessed")]
+    Cancelled,
 }
 
 /// Which way a buffer's data flows. "To host" means guest → host: the service reads it.
@@ -115,6 +125,8 @@ pub struct Buffer {
     direction: Direction,
     len: u32,
     reported_len: u32,
+    /// The gate of the call this buffer belongs to, if any.
+    gate: Option<Arc<dyn AccessGate>>,
 }
 
 // SAFETY: host and guest backings are plain memory reachable from any thread (the guest mapping is
@@ -136,6 +148,7 @@ impl std::fmt::Debug for Buffer {
             .field("direction", &self.direction)
             .field("len", &self.len)
             .field("reported_len", &self.reported_len)
+            .field("gated", &self.gate.is_some())
             .finish()
     }
 }
@@ -174,6 +187,7 @@ impl Buffer {
             direction,
             len,
             reported_len: len,
+            gate: None,
         }
     }
 
@@ -214,6 +228,7 @@ impl Buffer {
             direction,
             len,
             reported_len: len,
+            gate: None,
         })
     }
 
@@ -238,6 +253,7 @@ impl Buffer {
             direction,
             len: 0,
             reported_len: 0,
+            gate: None,
         };
         let available: u64 = buffer.iovecs().iter().map(|piece| piece.len as u64).sum();
         buffer.len = len.min(u32::try_from(available).unwrap_or(u32::MAX));
@@ -277,7 +293,10 @@ impl Buffer {
         Ok(())
     }
 
-    /// The pieces of the buffer in host virtual memory, in order (what crosses the plugin ABI).
+    /// The addresses of the buffer's pieces in host virtual memory, in order (what crosses the
+    /// plugin ABI). Reading the addresses is harmless; the memory behind them may only be
+    /// accessed inside an open access ([`Buffer::guest_access`]), which `unsafe` code that
+    /// dereferences them must honour.
     pub fn iovecs(&self) -> &[IoVec] {
         match &self.backing {
             Backing::Host(iov) => std::slice::from_ref(iov),
@@ -301,83 +320,35 @@ impl Buffer {
         }
     }
 
-    /// Zero-copy access for `readv`/`writev`-style I/O: the pieces as volatile slices, covering
-    /// exactly `len` bytes.
-    pub fn volatile_slices(&self) -> impl Iterator<Item = VolatileSlice<'_>> + '_ {
-        let mut remaining = self.len();
-        self.iovecs().iter().filter_map(move |piece| {
-            let len = piece.len.min(remaining);
-            remaining -= len;
-            NonNull::new(piece.base).filter(|_| len > 0).map(|base| {
-                // SAFETY: every backing guarantees its pieces are valid for volatile access for
-                // the buffer's lifetime (owned bytes, Arc-held guest mapping, or the
-                // `from_raw_parts` contract); the slice borrows `self`, so it cannot outlive it.
-                unsafe { VolatileSlice::new(base.as_ptr(), len) }
-            })
-        })
+    /// Puts the buffer under `gate`, the gate of the call it belongs to (replacing any other).
+    /// The framework does this for every buffer of a submitted call, the SDK for every buffer a
+    /// plugin receives.
+    pub fn attach_gate(&mut self, gate: Arc<dyn AccessGate>) {
+        self.gate = Some(gate);
+    }
+
+    /// Opens an access to the buffer's memory, for as long as the returned guard lives.
+    ///
+    /// `Err(Cancelled)` once the call's gate is closed. The guard borrows the buffer, so a call
+    /// that owns the buffer cannot be completed (or dropped) while the guard is alive; closing
+    /// the gate waits for guards that are alive on other threads, so keep accesses short.
+    pub fn guest_access(&self) -> Result<GuestAccess<'_>, BufferError> {
+        match &self.gate {
+            Some(gate) if !gate.enter() => Err(BufferError::Cancelled),
+            _ => Ok(GuestAccess { buffer: self }),
+        }
     }
 
     /// Copies bytes starting at `offset` into `dst`; returns how many were copied (fewer than
-    /// `dst.len()` at the end of the buffer).
+    /// `dst.len()` at the end of the buffer). One access (see [`Buffer::guest_access`]).
     pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<usize, BufferError> {
-        if offset > self.len() {
-            return Err(BufferError::OutOfBounds {
-                offset,
-                len: self.len(),
-            });
-        }
-        let mut skip = offset;
-        let mut done = 0;
-        for slice in self.volatile_slices() {
-            if done == dst.len() {
-                break;
-            }
-            if skip >= slice.len() {
-                skip -= slice.len();
-                continue;
-            }
-            let piece = slice.offset(skip).map_err(|_| BufferError::OutOfBounds {
-                offset,
-                len: self.len(),
-            })?;
-            skip = 0;
-            done += piece.copy_to(&mut dst[done..]);
-        }
-        Ok(done)
+        self.guest_access()?.read_at(offset, dst)
     }
 
     /// Copies `src` into the buffer starting at `offset`; returns how many bytes fit.
-    /// Fails for guest-to-host-only buffers.
+    /// Fails for guest-to-host-only buffers. One access (see [`Buffer::guest_access`]).
     pub fn write_at(&mut self, offset: usize, src: &[u8]) -> Result<usize, BufferError> {
-        if !self.direction.host_writes() {
-            return Err(BufferError::ReadOnly);
-        }
-        if offset > self.len() {
-            return Err(BufferError::OutOfBounds {
-                offset,
-                len: self.len(),
-            });
-        }
-        let mut skip = offset;
-        let mut done = 0;
-        for slice in self.volatile_slices() {
-            if done == src.len() {
-                break;
-            }
-            if skip >= slice.len() {
-                skip -= slice.len();
-                continue;
-            }
-            let piece = slice.offset(skip).map_err(|_| BufferError::OutOfBounds {
-                offset,
-                len: self.len(),
-            })?;
-            skip = 0;
-            let n = piece.len().min(src.len() - done);
-            piece.copy_from(&src[done..done + n]);
-            done += n;
-        }
-        Ok(done)
+        self.guest_access()?.write_at(offset, src)
     }
 
     /// Copies the whole buffer into host memory, exactly once: the safe basis for parsing.
@@ -407,8 +378,9 @@ impl Buffer {
         Some(data.into_vec())
     }
 
-    /// A second buffer over the same bytes: host bytes are copied, guest views share the mapping.
-    /// `None` for foreign buffers, which must not outlive their owner's call.
+    /// A second buffer over the same bytes, under the same gate: host bytes are copied, guest
+    /// views share the mapping. `None` for foreign buffers, which must not outlive their owner's
+    /// call, and for host buffers whose gate is closed.
     pub fn try_clone(&self) -> Option<Buffer> {
         let backing = match &self.backing {
             Backing::Host(_) => {
@@ -416,6 +388,7 @@ impl Buffer {
                 self.read_at(0, &mut data).ok()?;
                 let mut copy = Buffer::host(data, self.direction);
                 copy.reported_len = self.reported_len;
+                copy.gate = self.gate.clone();
                 return Some(copy);
             }
             Backing::Guest { _mem, iov } => Backing::Guest {
@@ -429,7 +402,106 @@ impl Buffer {
             direction: self.direction,
             len: self.len,
             reported_len: self.reported_len,
+            gate: self.gate.clone(),
         })
+    }
+}
+
+/// An open access to a buffer's memory; see [`Buffer::guest_access`]. Ends when dropped.
+pub struct GuestAccess<'a> {
+    buffer: &'a Buffer,
+}
+
+impl std::fmt::Debug for GuestAccess<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestAccess")
+            .field("buffer", self.buffer)
+            .finish()
+    }
+}
+
+impl Drop for GuestAccess<'_> {
+    fn drop(&mut self) {
+        if let Some(gate) = &self.buffer.gate {
+            gate.leave();
+        }
+    }
+}
+
+impl GuestAccess<'_> {
+    fn out_of_bounds(&self, offset: usize) -> BufferError {
+        BufferError::OutOfBounds {
+            offset,
+            len: self.buffer.len(),
+        }
+    }
+
+    /// Zero-copy access for `readv`/`writev`-style I/O: the pieces as volatile slices, covering
+    /// exactly `len` bytes, valid while this access is open. Writing through them is allowed
+    /// only if the buffer's direction lets the host write ([`Direction::host_writes`]).
+    pub fn volatile_slices(&self) -> impl Iterator<Item = VolatileSlice<'_>> + '_ {
+        let mut remaining = self.buffer.len();
+        self.buffer.iovecs().iter().filter_map(move |piece| {
+            let len = piece.len.min(remaining);
+            remaining -= len;
+            NonNull::new(piece.base).filter(|_| len > 0).map(|base| {
+                // SAFETY: every backing guarantees its pieces are valid for volatile access for
+                // the buffer's lifetime (owned bytes, Arc-held guest mapping, or the
+                // `from_raw_parts` contract), and the open access keeps the call's gate from
+                // closing; the slice borrows this access, so it cannot outlive either.
+                unsafe { VolatileSlice::new(base.as_ptr(), len) }
+            })
+        })
+    }
+
+    /// The pieces that hold bytes `offset..` of the buffer, the first one trimmed.
+    fn slices_from(
+        &self,
+        offset: usize,
+    ) -> Result<impl Iterator<Item = VolatileSlice<'_>> + '_, BufferError> {
+        if offset > self.buffer.len() {
+            return Err(self.out_of_bounds(offset));
+        }
+        let mut skip = offset;
+        Ok(self.volatile_slices().filter_map(move |slice| {
+            if skip >= slice.len() {
+                skip -= slice.len();
+                return None;
+            }
+            // Cannot fail: `skip` is inside the slice.
+            let piece = slice.offset(skip).ok();
+            skip = 0;
+            piece
+        }))
+    }
+
+    /// See [`Buffer::read_at`].
+    pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<usize, BufferError> {
+        let mut done = 0;
+        for piece in self.slices_from(offset)? {
+            if done == dst.len() {
+                break;
+            }
+            done += piece.copy_to(&mut dst[done..]);
+        }
+        Ok(done)
+    }
+
+    /// See [`Buffer::write_at`].
+    pub fn write_at(&self, offset: usize, src: &[u8]) -> Result<usize, BufferError> {
+        if !self.buffer.direction.host_writes() {
+            return Err(BufferError::ReadOnly);
+        }
+        let mut done = 0;
+        for piece in self.slices_from(offset)? {
+            if done == src.len() {
+                break;
+            }
+            let n = piece.len().min(src.len() - done);
+            piece.copy_from(&src[done..done + n]);
+            done += n;
+        }
+        Ok(done)
     }
 }
 
@@ -563,6 +635,8 @@ impl ParmsExt for [Parm] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gate::CallGate;
+    use vm_memory::Bytes;
 
     fn guest_ram() -> Arc<GuestMemoryMmap> {
         let ranges = [(GuestAddress(0), 0x4000), (GuestAddress(0x4000), 0x4000)];
@@ -709,7 +783,60 @@ mod tests {
     #[test]
     fn volatile_slices_cover_exactly_len_bytes() {
         let buffer = Buffer::host(vec![5; 6], Direction::Both);
-        let total: usize = buffer.volatile_slices().map(|s| s.len()).sum();
+        let access = buffer.guest_access().expect("no gate");
+        let total: usize = access.volatile_slices().map(|s| s.len()).sum();
         assert_eq!(total, 6);
+    }
+
+    fn gated_guest_buffer(mem: &Arc<GuestMemoryMmap>, gate: &Arc<CallGate>) -> Buffer {
+        let mut buffer =
+            Buffer::guest(mem.clone(), vec![(GuestAddress(0x100), 4)], Direction::Both)
+                .expect("in RAM");
+        buffer.attach_gate(gate.clone());
+        buffer
+    }
+
+    #[test]
+    fn write_after_the_gate_closed_is_refused_and_leaves_guest_memory_alone() {
+        let mem = guest_ram();
+        let gate = Arc::new(CallGate::new());
+        let mut buffer = gated_guest_buffer(&mem, &gate);
+        gate.close();
+        assert_eq!(buffer.write_at(0, b"late"), Err(BufferError::Cancelled));
+        let mut bytes = [0u8; 4];
+        mem.read_slice(&mut bytes, GuestAddress(0x100))
+            .expect("read");
+        assert_eq!(bytes, [0; 4]);
+    }
+
+    #[test]
+    fn reads_after_the_gate_closed_are_refused() {
+        let mem = guest_ram();
+        let gate = Arc::new(CallGate::new());
+        let buffer = gated_guest_buffer(&mem, &gate);
+        gate.close();
+        assert_eq!(buffer.copy_in(4), Err(BufferError::Cancelled));
+        assert!(buffer.guest_access().is_err());
+    }
+
+    #[test]
+    fn access_guard_keeps_the_gate_busy_until_dropped() {
+        let mem = guest_ram();
+        let gate = Arc::new(CallGate::new());
+        let buffer = gated_guest_buffer(&mem, &gate);
+        let access = buffer.guest_access().expect("open");
+        assert!(gate.is_busy());
+        drop(access);
+        assert!(!gate.is_busy());
+    }
+
+    #[test]
+    fn clones_share_the_gate() {
+        let mem = guest_ram();
+        let gate = Arc::new(CallGate::new());
+        let buffer = gated_guest_buffer(&mem, &gate);
+        let copy = buffer.try_clone().expect("guest views clone");
+        gate.close();
+        assert_eq!(copy.copy_in(4), Err(BufferError::Cancelled));
     }
 }

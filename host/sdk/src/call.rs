@@ -9,6 +9,7 @@ use vmmdev_hgcm_abi::status::{
 };
 use vmmdev_hgcm_abi::{ClientId, Requestor};
 
+use crate::gate::HostGate;
 use crate::link::HostLink;
 use crate::params::Params;
 
@@ -82,21 +83,25 @@ impl Call {
         raw: *mut RawParm,
         count: u32,
     ) -> Result<Call, (Arc<HostLink>, CallHandle)> {
-        // SAFETY: forwarded from the caller.
-        match unsafe { Params::from_raw(raw, count) } {
-            Ok(params) => Ok(Call {
-                link,
-                handle: info.handle,
-                client: info.client,
-                function: info.function,
-                requestor: info.requestor,
-                restored: info.restored,
-                raw,
-                params,
-                completed: false,
-            }),
-            Err(_) => Err((link, info.handle)),
-        }
+        // SAFETY: forwarded from the caller; the host keeps the buffers valid until completion
+        // and the gate attached below confines access to the time before a cancel.
+        let mut params = match unsafe { Params::from_raw(raw, count) } {
+            Ok(params) => params,
+            Err(_) => return Err((link, info.handle)),
+        };
+        // Only calls with buffers need a gate (and its allocation).
+        params.attach_gate(|| Arc::new(HostGate::new(link.clone(), info.handle)));
+        Ok(Call {
+            link,
+            handle: info.handle,
+            client: info.client,
+            function: info.function,
+            requestor: info.requestor,
+            restored: info.restored,
+            raw,
+            params,
+            completed: false,
+        })
     }
 
     /// The calling client.

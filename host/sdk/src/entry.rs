@@ -8,7 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use vmmdev_hgcm_abi::ffi::{
-    ABI_MAJOR, ABI_MINOR, CALL_FLAG_RESTORED, CallHandle, HOST_API_V1_0_SIZE, HostApi, PluginTable,
+    ABI_MAJOR, ABI_MINOR, CALL_FLAG_RESTORED, CallHandle, HOST_API_MIN_SIZE, HostApi, PluginTable,
     RawParm, StateWriter,
 };
 use vmmdev_hgcm_abi::status::{
@@ -271,7 +271,7 @@ pub unsafe fn load<S: Service>(
     let (host_size, host_major, table_size) =
         unsafe { ((*host).size, (*host).abi_major, (*table).size) };
     if host_major != ABI_MAJOR
-        || host_size < HOST_API_V1_0_SIZE
+        || host_size < HOST_API_MIN_SIZE
         || (table_size as usize) < size_of::<PluginTable>()
     {
         // SAFETY: the header is always present (see above).

@@ -25,11 +25,15 @@
 //! ```
 //!
 //! Rules the SDK enforces: a [`Call`] is completed exactly once (`complete` consumes it; dropping
-//! it completes it with [`DROPPED_CALL_STATUS`]); buffers cannot be moved out of a call; a panic in
+//! it completes it with [`DROPPED_CALL_STATUS`]); buffers cannot be moved out of a call; a call's
+//! buffer memory is touched only inside an access ([`Buffer::guest_access`], or one per
+//! `read_at`/`write_at`/`copy_in`), which fails with [`BufferError::Cancelled`] once the call is
+//! cancelled and borrows the call, so it cannot be completed while an access is open; a panic in
 //! any service method is caught, fails the service, and never unwinds into the host.
 
 mod call;
 mod entry;
+mod gate;
 mod host;
 mod link;
 mod params;
@@ -40,8 +44,8 @@ pub use host::Host;
 pub use params::{BufferMut, Params};
 pub use service::{ClientLimits, Service};
 pub use vmmdev_hgcm_abi::{
-    self as abi, Buffer, BufferError, ClientCategory, ClientId, Direction, LoadEntry, Parm,
-    Requestor, VmEvent, status,
+    self as abi, Buffer, BufferError, ClientCategory, ClientId, Direction, GuestAccess, LoadEntry,
+    Parm, Requestor, VmEvent, status,
 };
 
 #[doc(hidden)]

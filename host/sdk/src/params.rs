@@ -1,12 +1,17 @@
 //! Parameter access for services: typed getters and setters that answer type mismatches with
 //! `VERR_INVALID_PARAMETER`, and mutable buffer access that cannot move a buffer out of the call
 //! (the buffers point into memory that is only valid until the call completes).
+//!
+//! The buffers of a call are under the call's access gate: reads and writes fail with
+//! [`BufferError::Cancelled`] once the call is cancelled, and an open
+//! [`vmmdev_hgcm_abi::GuestAccess`] borrows the call, so it cannot be completed meanwhile.
 
 use std::ops::Deref;
+use std::sync::Arc;
 
 use vmmdev_hgcm_abi::ffi::{PARM_BUFFER, PARM_U32, PARM_U64, RawParm};
 use vmmdev_hgcm_abi::status::VERR_INVALID_PARAMETER;
-use vmmdev_hgcm_abi::{Buffer, BufferError, Direction, Parm};
+use vmmdev_hgcm_abi::{AccessGate, Buffer, BufferError, Direction, Parm};
 
 /// The parameters of a call or host call.
 #[derive(Debug)]
@@ -19,7 +24,8 @@ impl Params {
     ///
     /// # Safety
     /// `raw` must point to `count` parameters whose buffers stay valid (from any thread) for as
-    /// long as the returned value exists.
+    /// long as the returned value exists, or at least while the gate later attached with
+    /// [`Params::attach_gate`] admits an access.
     pub(crate) unsafe fn from_raw(raw: *const RawParm, count: u32) -> Result<Params, i32> {
         if count > 0 && raw.is_null() {
             return Err(VERR_INVALID_PARAMETER);
@@ -69,6 +75,22 @@ impl Params {
                     Parm::Buffer(b) => raw.value.buffer.reported_len = b.reported_len() as u32,
                 }
             }
+        }
+    }
+
+    /// Puts every buffer under the call's gate, made by `gate` only if there is a buffer.
+    pub(crate) fn attach_gate(&mut self, gate: impl FnOnce() -> Arc<dyn AccessGate>) {
+        let mut buffers = self
+            .parms
+            .iter_mut()
+            .filter_map(Parm::as_buffer_mut)
+            .peekable();
+        if buffers.peek().is_none() {
+            return;
+        }
+        let gate = gate();
+        for buffer in buffers {
+            buffer.attach_gate(gate.clone());
         }
     }
 

@@ -1,7 +1,7 @@
 /*
  * A small echo service written in C against vmmdev_hgcm_plugin.h, loaded by the real loader in
- * tests/plugins.rs. Function 1 copies buffer 0 into buffer 1 and reports the length; host
- * function 1 returns the number of calls served in parameter 0.
+ * tests/plugins.rs. Function 1 copies buffer 0 into buffer 1 inside a guest access and reports
+ * the length; host function 1 returns the number of calls served in parameter 0.
  *
  * Build-time knobs used by the loader tests:
  *   TEST_CLAIM_ABI_MAJOR  the ABI major version the plugin claims (default: the header's)
@@ -56,8 +56,11 @@ static void c_echo_call(void *instance, vmmdev_hgcm_call_handle call, uint32_t c
                parms[1].kind != VMMDEV_HGCM_PARM_BUFFER ||
                !(parms[1].value.buffer.direction & VMMDEV_HGCM_DIR_FROM_HOST)) {
         status = VMMDEV_VERR_INVALID_PARAMETER;
+    } else if (self->host.begin_guest_access(self->host.ctx, call) != VMMDEV_VINF_SUCCESS) {
+        status = VMMDEV_VERR_CANCELLED;
     } else {
         size_t copied = copy_buffer(&parms[0].value.buffer, &parms[1].value.buffer);
+        self->host.end_guest_access(self->host.ctx, call);
         parms[1].value.buffer.reported_len = (uint32_t)copied;
         if (copied < parms[0].value.buffer.len)
             status = VMMDEV_VERR_BUFFER_OVERFLOW;
