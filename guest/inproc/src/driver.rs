@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use vmmdev_protocol::Status;
 use vmmdev_protocol::vmmdev::{
-    Events, EventsRequest, GuestInfo2Features, GuestInfo2Request, GuestInfoRequest,
-    GuestStatusRequest, HeartbeatRequest, HostFeatures, HostVersionRequest, HypervisorInfoRequest,
-    MaskRequest, MouseStatusRequest, RequestHeader, RequestType, Requestor, VBOXOSTYPE_LINUX26,
-    VBOXOSTYPE_X64, VMMDEV_VERSION,
+    Events, EventsRequest, FacilityStatus, FacilityType, GuestInfo2Features, GuestInfo2Request,
+    GuestInfoRequest, GuestStatusRequest, HeartbeatRequest, HostFeatures, HostVersionRequest,
+    HypervisorInfoRequest, MaskRequest, MouseStatusRequest, RequestHeader, RequestType, Requestor,
+    VBOXOSTYPE_LINUX26, VBOXOSTYPE_X64, VMMDEV_VERSION,
 };
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -179,8 +179,8 @@ impl Guest {
         let heartbeat = inner.heartbeat_configure(false).is_success()
             && inner.heartbeat_configure(true).is_success();
         let mut status = new_request::<GuestStatusRequest>(RequestType::REPORT_GUEST_STATUS);
-        status.facility.set(20);
-        status.status.set(50);
+        status.facility.set(FacilityType::VBOXGUEST_DRIVER.raw());
+        status.status.set(FacilityStatus::ACTIVE.raw());
         status.flags.set(0);
         let _ = inner.perform(&mut status);
         Ok(HostInfo {

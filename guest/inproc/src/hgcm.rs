@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use vmmdev_protocol::Status;
 use vmmdev_protocol::hgcm::{
-    HGCM_CALL_PARAMETERS_OFFSET, HgcmCallRequest, HgcmCancel2Request32, HgcmConnectRequest,
-    HgcmDisconnectRequest, HgcmParameter, HgcmRequestFlags, HgcmRequestHeader, LocationType,
-    ParameterDirection, ParameterType, Width,
+    HGCM_CALL_PARAMETERS_OFFSET, HGCM_PAGE_LIST_ENTRY_SIZE, HgcmCallRequest, HgcmCancel2Request32,
+    HgcmConnectRequest, HgcmDisconnectRequest, HgcmPageListHeader, HgcmParameter, HgcmRequestFlags,
+    HgcmRequestHeader, LocationType, ParameterDirection, ParameterType, Width,
 };
 use vmmdev_protocol::vmmdev::{RequestHeader, RequestType};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
@@ -231,7 +231,8 @@ impl Inner {
         for parm in params.iter() {
             if let GuestParm::Buffer { data, .. } = parm {
                 if !data.is_empty() {
-                    size += 8 + 8 * data.len().div_ceil(PAGE_SIZE as usize);
+                    let pages = data.len().div_ceil(PAGE_SIZE as usize);
+                    size += HgcmPageListHeader::size_with_pages(pages as u16);
                 }
             }
         }
@@ -288,19 +289,24 @@ impl Inner {
                         };
                         let _ = self.ram.write(page, &chunk);
                     }
-                    request[extra..extra + 4].copy_from_slice(&flags.to_le_bytes());
-                    request[extra + 4..extra + 6].copy_from_slice(&0u16.to_le_bytes());
-                    request[extra + 6..extra + 8].copy_from_slice(&(count as u16).to_le_bytes());
+                    let descriptor = HgcmPageListHeader {
+                        flags: flags.into(),
+                        offset_first_page: 0.into(),
+                        page_count: (count as u16).into(),
+                    };
+                    let header_len = std::mem::size_of::<HgcmPageListHeader>();
+                    request[extra..extra + header_len].copy_from_slice(descriptor.as_bytes());
                     for (i, &page) in pages.iter().enumerate() {
-                        let at = extra + 8 + 8 * i;
-                        request[at..at + 8].copy_from_slice(&page.to_le_bytes());
+                        let at = extra + header_len + HGCM_PAGE_LIST_ENTRY_SIZE * i;
+                        request[at..at + HGCM_PAGE_LIST_ENTRY_SIZE]
+                            .copy_from_slice(&page.to_le_bytes());
                     }
                     let wire = HgcmParameter::PageList {
                         kind: ParameterType::PAGE_LIST,
                         size: data.len() as u32,
                         offset: extra as u32,
                     };
-                    extra += 8 + 8 * count;
+                    extra += HgcmPageListHeader::size_with_pages(count as u16);
                     buffers.push(PendingBuffer {
                         index,
                         pages,
@@ -517,8 +523,8 @@ enum Abandon {
     Leaked(GuestError),
 }
 
-const OFF_TYPE: u64 = 8;
-const OFF_RC: u64 = 12;
+const OFF_TYPE: u64 = std::mem::offset_of!(RequestHeader, request_type) as u64;
+const OFF_RC: u64 = std::mem::offset_of!(RequestHeader, rc) as u64;
 const OFF_FLAGS: u64 = std::mem::offset_of!(HgcmRequestHeader, flags) as u64;
 const OFF_RESULT: u64 = std::mem::offset_of!(HgcmRequestHeader, result) as u64;
 

@@ -13,17 +13,17 @@ use vmmdev_protocol::vmmdev::{
     ChangeMemBalloonRequest, Events, EventsRequest, GUEST_USER_STATE_MAX_REQUEST_SIZE,
     GuestCapabilitiesRequest, GuestInfo2Request, GuestInfoRequest, GuestStatusRequest,
     GuestUserStateRequest, HostTimeRequest, HostVersionRequest, HypervisorInfoRequest, MaskRequest,
-    MemBalloonInfoRequest, MouseStatusExRequest, MouseStatusRequest, RequestType, SessionIdRequest,
-    VMMDEV_MAX_MEMORY_BALLOON_PERCENT, VMMDEV_MEMORY_BALLOON_CHUNK_PAGES, VMMDEV_PAGE_OFFSET_MASK,
-    VMMDEV_VERSION_MAJOR, VMMDEV_VERSION_MINOR, WriteCoreDumpRequest,
+    MemBalloonInfoRequest, MouseFeatures, MouseStatusExRequest, MouseStatusRequest, RequestType,
+    SessionIdRequest, VMMDEV_MAX_MEMORY_BALLOON_PERCENT, VMMDEV_MEMORY_BALLOON_CHUNK_PAGES,
+    VMMDEV_PAGE_OFFSET_MASK, VMMDEV_VERSION_MAJOR, VMMDEV_VERSION_MINOR, WriteCoreDumpRequest,
 };
 
 use crate::device::{HOST_FEATURES, Shared, host_time_ms};
 use crate::guest_state::{GuestInfo, GuestStateError, parse_user_state};
 use crate::request::RequestCopy;
 
-/// Mouse feature bits reported by GetMouseStatus.
-const MOUSE_STATUS_MASK: u32 = 0x1FF;
+/// Mouse feature bits reported by GetMouseStatus: every defined bit.
+const MOUSE_STATUS_MASK: u32 = MouseFeatures::all().bits();
 
 impl Shared {
     /// Handles a non-HGCM request; returns the status for `rc`.

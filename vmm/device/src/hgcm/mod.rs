@@ -31,7 +31,7 @@ use vmmdev_protocol::hgcm::{
     HgcmCallRequest, HgcmCancel2Request32, HgcmCancel2Request64, HgcmConnectRequest,
     HgcmDisconnectRequest, HgcmRequestFlags, HgcmRequestHeader, Width,
 };
-use vmmdev_protocol::vmmdev::{Events, RequestType};
+use vmmdev_protocol::vmmdev::{Events, RequestHeader, RequestType};
 use zerocopy::FromBytes;
 
 use self::params::{CallLayout, OutputSlot, ParsedParams, parse_params};
@@ -44,9 +44,9 @@ const OFF_FLAGS: u64 = std::mem::offset_of!(HgcmRequestHeader, flags) as u64;
 /// Offset of `result` in every HGCM request.
 const OFF_RESULT: u64 = std::mem::offset_of!(HgcmRequestHeader, result) as u64;
 /// Offset of `rc` in every request.
-const OFF_RC: u64 = 12;
+const OFF_RC: u64 = std::mem::offset_of!(RequestHeader, rc) as u64;
 /// Offset of `requestType` in every request.
-const OFF_REQUEST_TYPE: u64 = 8;
+const OFF_REQUEST_TYPE: u64 = std::mem::offset_of!(RequestHeader, request_type) as u64;
 /// Offset of the connect request's client ID.
 const OFF_CONNECT_CLIENT_ID: u64 = std::mem::offset_of!(HgcmConnectRequest, client_id) as u64;
 /// How long a cancel waits for a request in transition (being submitted or completed).
