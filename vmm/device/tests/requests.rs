@@ -406,3 +406,34 @@ fn restore_raises_the_restored_event() {
     assert_eq!(vm.send(0x4000, &ack), 0);
     assert_eq!(vm.u32_at(0x4000 + 24) & 0x10, 0x10);
 }
+
+#[test]
+fn dropping_the_device_with_calls_pending_releases_it() {
+    let vm = reported_vm();
+    let client = vm.connect(0x2000);
+    vm.dev.pause();
+    let wait = call64(
+        client,
+        FN_WAIT,
+        &[parm(HgcmParameter::U32(0)), parm(HgcmParameter::U32(0))],
+        &[],
+    );
+    assert_eq!(vm.send(REQ, &wait), 2903);
+    vm.wait_waiters(1);
+    let ram_file = vm.dev.ram().file().clone();
+    let hgcm = vm.dev.hgcm().clone();
+    drop(vm);
+    assert_eq!(
+        Arc::strong_count(&ram_file),
+        1,
+        "the framework's pending completion does not keep the device alive"
+    );
+    // The late completion finds no device and does nothing.
+    let mut params = [vmmdev_hgcm::Parm::U32(0)];
+    hgcm.host_call(
+        vmmdev_svc_echo::SERVICE_NAME,
+        vmmdev_svc_echo::HOST_FN_WAKE_ALL,
+        &mut params,
+    )
+    .unwrap();
+}

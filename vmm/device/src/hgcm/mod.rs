@@ -185,12 +185,16 @@ impl Shared {
             .map(str::to_owned)
             .ok_or(Status::VERR_INVALID_PARAMETER)?;
         let submission = self.begin_submission(copy, mem, PendingKind::Connect, requestor, 0)?;
-        let shared = Arc::clone(self);
+        let device = Arc::downgrade(self);
         let done = submission.clone_identity();
         let result = self.hgcm.connect(
             &name,
             requestor,
-            Box::new(move |outcome: ConnectOutcome| shared.complete_connect(done, outcome)),
+            Box::new(move |outcome: ConnectOutcome| {
+                if let Some(shared) = device.upgrade() {
+                    shared.complete_connect(done, outcome);
+                }
+            }),
         );
         self.end_submission(&submission, result)
     }
@@ -209,12 +213,14 @@ impl Shared {
             return Err(Status::VERR_INVALID_PARAMETER);
         }
         let submission = self.begin_submission(copy, mem, PendingKind::Disconnect, requestor, 0)?;
-        let shared = Arc::clone(self);
+        let device = Arc::downgrade(self);
         let done = submission.clone_identity();
         let result = self.hgcm.disconnect(
             ClientId(client),
             Box::new(move |outcome: DisconnectOutcome| {
-                shared.complete_simple(done, outcome.status)
+                if let Some(shared) = device.upgrade() {
+                    shared.complete_simple(done, outcome.status);
+                }
             }),
         );
         self.end_submission(&submission, result)
@@ -262,7 +268,7 @@ impl Shared {
         } = parsed;
         let charge = host_bytes + (outputs.len() * std::mem::size_of::<OutputSlot>()) as u64;
         let submission = self.begin_submission(copy, mem, PendingKind::Call, requestor, charge)?;
-        let shared = Arc::clone(self);
+        let device = Arc::downgrade(self);
         let done = submission.clone_identity();
         let result = self.hgcm.call(
             CallRequest {
@@ -272,14 +278,17 @@ impl Shared {
                 requestor,
                 restored,
             },
-            Box::new(move |outcome: CallOutcome| shared.complete_call(done, outcome, outputs)),
+            Box::new(move |outcome: CallOutcome| {
+                if let Some(shared) = device.upgrade() {
+                    shared.complete_call(done, outcome, outputs);
+                }
+            }),
         );
         self.end_submission(&submission, result)
     }
 
     fn complete_connect(self: Arc<Self>, done: Submission, outcome: ConnectOutcome) {
-        let shared = Arc::clone(&self);
-        self.complete(done, move |done| {
+        self.complete(done, move |shared, done| {
             let status = if !shared.request_unchanged(&done) {
                 Status::VERR_INVALID_PARAMETER.raw()
             } else {
@@ -296,8 +305,7 @@ impl Shared {
     }
 
     fn complete_simple(self: Arc<Self>, done: Submission, status: i32) {
-        let shared = Arc::clone(&self);
-        self.complete(done, move |done| shared.finish(done, status));
+        self.complete(done, move |shared, done| shared.finish(done, status));
     }
 
     fn complete_call(
@@ -306,8 +314,7 @@ impl Shared {
         outcome: CallOutcome,
         outputs: Vec<OutputSlot>,
     ) {
-        let shared = Arc::clone(&self);
-        self.complete(done, move |done| {
+        self.complete(done, move |shared, done| {
             let status = if shared.request_unchanged(&done) {
                 write_outputs(&done, outcome.params, &outputs);
                 outcome.status
@@ -322,23 +329,28 @@ impl Shared {
         });
     }
 
-    /// Runs `write` for a completion unless the request is gone; parks it while paused.
+    /// Runs `write` for a completion unless the request is gone; parks it while paused. The
+    /// job holds the device weakly: parked in the device's own table, it must not keep the
+    /// device alive.
     fn complete(
         self: &Arc<Self>,
         done: Submission,
-        write: impl FnOnce(Submission) + Send + 'static,
+        write: impl FnOnce(&Shared, Submission) + Send + 'static,
     ) {
         let gpa = done.gpa;
         let token = done.token;
-        let shared = Arc::clone(self);
+        let device = Arc::downgrade(self);
         let job: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let Some(shared) = device.upgrade() else {
+                return;
+            };
             // A reset or restore waits for writes in flight and forgets the request before
             // the next write can start: nothing is written into a post-reset guest.
             let _writing = shared.write_gate.read();
             if !shared.pending.lock().take_for_write(gpa, token) {
                 return;
             }
-            write(done);
+            write(&shared, done);
             let mut pending = shared.pending.lock();
             pending.finish_write(gpa, token);
             shared.pending_changed.notify_all();
