@@ -22,8 +22,8 @@ use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryBackend, GuestM
 use vmmdev_hgcm::Hgcm;
 use vmmdev_protocol::Status;
 use vmmdev_protocol::vmmdev::{
-    BACKDOOR_LOG_PORT, Events, HostFeatures, VMMDEV_FAST_ACK_NOT_READY, VMMDEV_PORT_OFF_REQUEST,
-    VMMDEV_PORT_OFF_REQUEST_FAST,
+    BACKDOOR_LOG_PORT, Events, HostFeatures, RequestType, VMMDEV_FAST_ACK_NOT_READY,
+    VMMDEV_PORT_OFF_REQUEST, VMMDEV_PORT_OFF_REQUEST_FAST,
 };
 
 use crate::backdoor_log::{BackdoorLog, DEFAULT_RING_LINES};
@@ -564,8 +564,14 @@ impl Shared {
         } else {
             self.handle_request(&mut copy)
         };
-        copy.set_status(status);
-        copy.write_back(&mem);
+        if header.request_type() == RequestType::HGCM_CANCEL {
+            // The in-place cancel shares its memory with the call it cancels, whose
+            // completion may have raced in since the copy was taken: write only `rc`.
+            copy.write_status(&mem, status);
+        } else {
+            copy.set_status(status);
+            copy.write_back(&mem);
+        }
         record.status = status.raw();
         self.record(record);
     }

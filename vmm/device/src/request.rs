@@ -163,6 +163,12 @@ impl RequestCopy {
         }
     }
 
+    /// Writes only `rc` to guest memory.
+    pub fn write_status(&self, mem: &GuestMemoryMmap, status: Status) {
+        let rc = std::mem::offset_of!(RequestHeader, rc) as u64;
+        let _ = mem.write_obj(status.raw().to_le(), GuestAddress(self.gpa + rc));
+    }
+
     /// Writes the whole copy back to guest memory.
     pub fn write_back(&self, mem: &GuestMemoryMmap) {
         let _ = mem.write_slice(&self.bytes, GuestAddress(self.gpa));

@@ -411,7 +411,6 @@ fn restore_raises_the_restored_event() {
 fn dropping_the_device_with_calls_pending_releases_it() {
     let vm = reported_vm();
     let client = vm.connect(0x2000);
-    vm.dev.pause();
     let wait = call64(
         client,
         FN_WAIT,
