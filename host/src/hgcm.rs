@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Mutex, RwLock};
 use vmmdev_hgcm_abi::ffi::CALL_FLAG_RESTORED;
-use vmmdev_hgcm_abi::{CallGate, ClientId, LoadEntry, Parm, Requestor, VmEvent};
+use vmmdev_hgcm_abi::{CallGate, ClientCategory, ClientId, LoadEntry, Parm, Requestor, VmEvent};
 
 use crate::clients::Registry;
 use crate::config::HgcmConfig;
@@ -280,7 +280,7 @@ impl Hgcm {
             Some(d) if !core.is_failed() => d,
             _ => return Err(SubmitError::ServiceFailed(service.to_owned())),
         };
-        let category = requestor.category(descriptor.legacy_category);
+        let category = ClientCategory::of(requestor, descriptor.legacy_category);
         core.take_client_slot(category)
             .map_err(|limit| SubmitError::TooManyClients {
                 service: service.to_owned(),
@@ -658,12 +658,10 @@ impl Hgcm {
     ) -> Result<(), RestoreError> {
         let legacy = core
             .descriptor()
-            .map_or(vmmdev_hgcm_abi::ClientCategory::Kernel, |d| {
-                d.legacy_category
-            });
+            .map_or(ClientCategory::Kernel, |d| d.legacy_category);
         let mut clients = Vec::with_capacity(saved.clients.len());
         for client in &saved.clients {
-            let category = client.requestor.category(legacy);
+            let category = ClientCategory::of(client.requestor, legacy);
             let restored = self
                 .inner
                 .registry

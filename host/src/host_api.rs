@@ -9,9 +9,7 @@ use std::sync::Arc;
 use vmmdev_hgcm_abi::ffi::{
     ABI_MAJOR, ABI_MINOR, CallHandle, HostApi, LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_TRACE, LOG_WARN,
 };
-use vmmdev_hgcm_abi::status::{
-    VERR_HGCM_INTERNAL, VERR_INVALID_PARAMETER, VERR_NOT_FOUND, VERR_TOO_MUCH_DATA, VINF_SUCCESS,
-};
+use vmmdev_hgcm_abi::status::Status;
 use vmmdev_hgcm_abi::{ClientId, Requestor};
 
 use crate::notify::{MAX_NOTIFICATION_PAYLOAD, ServiceNotification};
@@ -73,7 +71,7 @@ unsafe fn plugin_bytes<'a>(ptr: *const u8, len: usize) -> Option<&'a [u8]> {
 }
 
 unsafe extern "C" fn complete(ctx: *mut c_void, call: CallHandle, status: i32) -> i32 {
-    with_core(ctx, VERR_HGCM_INTERNAL, |core| {
+    with_core(ctx, Status::VERR_HGCM_INTERNAL.raw(), |core| {
         core.complete_call(call, status)
     })
 }
@@ -87,13 +85,15 @@ unsafe extern "C" fn is_cancelled(ctx: *mut c_void, call: CallHandle) -> bool {
 }
 
 unsafe extern "C" fn begin_guest_access(ctx: *mut c_void, call: CallHandle) -> i32 {
-    with_core(ctx, VERR_HGCM_INTERNAL, |core| {
+    with_core(ctx, Status::VERR_HGCM_INTERNAL.raw(), |core| {
         core.begin_guest_access(call)
     })
 }
 
 unsafe extern "C" fn end_guest_access(ctx: *mut c_void, call: CallHandle) -> i32 {
-    with_core(ctx, VERR_HGCM_INTERNAL, |core| core.end_guest_access(call))
+    with_core(ctx, Status::VERR_HGCM_INTERNAL.raw(), |core| {
+        core.end_guest_access(call)
+    })
 }
 
 unsafe extern "C" fn is_restored(ctx: *mut c_void, call: CallHandle) -> bool {
@@ -116,41 +116,41 @@ unsafe extern "C" fn notify_host(
     len: usize,
 ) -> i32 {
     if len > MAX_NOTIFICATION_PAYLOAD {
-        return VERR_TOO_MUCH_DATA;
+        return Status::VERR_TOO_MUCH_DATA.raw();
     }
     // SAFETY: the ABI requires `payload` to be readable for `len` bytes during the call.
     let Some(payload) = (unsafe { plugin_bytes(payload, len) }) else {
-        return VERR_INVALID_PARAMETER;
+        return Status::VERR_INVALID_PARAMETER.raw();
     };
-    with_core(ctx, VERR_HGCM_INTERNAL, |core| {
+    with_core(ctx, Status::VERR_HGCM_INTERNAL.raw(), |core| {
         core.notifier.publish(ServiceNotification {
             service: core.name().to_owned(),
             code,
             payload: payload.to_vec(),
         });
-        VINF_SUCCESS
+        Status::VINF_SUCCESS.raw()
     })
 }
 
 unsafe extern "C" fn disconnect_client(ctx: *mut c_void, client: u32) -> i32 {
-    with_core(ctx, VERR_HGCM_INTERNAL, |core| {
+    with_core(ctx, Status::VERR_HGCM_INTERNAL.raw(), |core| {
         let id = ClientId(client);
         let Some(registry) = core.registry() else {
-            return VERR_NOT_FOUND;
+            return Status::VERR_NOT_FOUND.raw();
         };
         if registry
             .live(id)
             .is_none_or(|c| c.service.slot != core.slot)
         {
-            return VERR_NOT_FOUND;
+            return Status::VERR_NOT_FOUND.raw();
         }
         if registry.remove_live(id).is_none() {
-            return VERR_NOT_FOUND;
+            return Status::VERR_NOT_FOUND.raw();
         }
         let (_, closing) = core.mark_client_gone(id);
         closing.wait();
         log::debug!("HGCM service {:?} disconnected {id}", core.name());
-        VINF_SUCCESS
+        Status::VINF_SUCCESS.raw()
     })
 }
 

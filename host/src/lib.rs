@@ -48,6 +48,6 @@ pub use request::{
 pub use snapshot::{HgcmSnapshot, PendingKind, PendingRequest, SnapshotError};
 pub use vmmdev_hgcm_abi::{
     Buffer, BufferError, ClientCategory, ClientId, Direction, GuestAccess, LoadEntry, Parm,
-    Requestor, VmEvent, status,
+    Requestor, Status, VmEvent, status,
 };
 pub use worker::RegisterError;

@@ -1,11 +1,7 @@
 //! What transports submit and what they get back: request ids, call requests, outcomes and the
 //! synchronous submission errors.
 
-use vmmdev_hgcm_abi::status::{
-    VERR_HGCM_INTERNAL, VERR_HGCM_INVALID_CLIENT_ID, VERR_HGCM_SERVICE_NOT_FOUND,
-    VERR_HGCM_TOO_MANY_CLIENT_CALLS, VERR_HGCM_TOO_MANY_CLIENTS, VERR_INVALID_PARAMETER,
-    VERR_INVALID_STATE, VERR_NO_MEMORY, VERR_NOT_FOUND,
-};
+use vmmdev_hgcm_abi::status::Status;
 use vmmdev_hgcm_abi::{ClientId, Parm, Requestor};
 
 /// Handle of a submitted request, used to cancel it. Unique per [`crate::Hgcm`] instance.
@@ -117,14 +113,14 @@ impl SubmitError {
     /// The VirtualBox status a transport reports to the guest.
     pub fn status(&self) -> i32 {
         match self {
-            Self::ServiceNotFound(_) => VERR_HGCM_SERVICE_NOT_FOUND,
-            Self::ServiceFailed(_) => VERR_HGCM_INTERNAL,
-            Self::InvalidClient(_) => VERR_HGCM_INVALID_CLIENT_ID,
-            Self::TooManyClients { .. } => VERR_HGCM_TOO_MANY_CLIENTS,
-            Self::TooManyCalls { .. } => VERR_HGCM_TOO_MANY_CLIENT_CALLS,
-            Self::TooManyParams { .. } => VERR_INVALID_PARAMETER,
-            Self::BuffersTooLarge { .. } => VERR_NO_MEMORY,
-            Self::ShutDown => VERR_INVALID_STATE,
+            Self::ServiceNotFound(_) => Status::VERR_HGCM_SERVICE_NOT_FOUND.raw(),
+            Self::ServiceFailed(_) => Status::VERR_HGCM_INTERNAL.raw(),
+            Self::InvalidClient(_) => Status::VERR_HGCM_INVALID_CLIENT_ID.raw(),
+            Self::TooManyClients { .. } => Status::VERR_HGCM_TOO_MANY_CLIENTS.raw(),
+            Self::TooManyCalls { .. } => Status::VERR_HGCM_TOO_MANY_CLIENT_CALLS.raw(),
+            Self::TooManyParams { .. } => Status::VERR_INVALID_PARAMETER.raw(),
+            Self::BuffersTooLarge { .. } => Status::VERR_NO_MEMORY.raw(),
+            Self::ShutDown => Status::VERR_INVALID_STATE.raw(),
         }
     }
 }
@@ -140,6 +136,6 @@ pub enum CancelError {
 impl CancelError {
     /// The VirtualBox status a transport reports to the guest (Cancel2 semantics).
     pub fn status(&self) -> i32 {
-        VERR_NOT_FOUND
+        Status::VERR_NOT_FOUND.raw()
     }
 }

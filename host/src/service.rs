@@ -18,10 +18,7 @@ use std::thread::ThreadId;
 
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
-use vmmdev_hgcm_abi::status::{
-    VERR_ALREADY_RESET, VERR_CANCELLED, VERR_HGCM_INTERNAL, VERR_INVALID_PARAMETER,
-    VERR_INVALID_STATE, VERR_NOT_FOUND, VERR_WRONG_TYPE, VINF_SUCCESS, is_valid_service_status,
-};
+use vmmdev_hgcm_abi::status::{Status, is_valid_service_status};
 use vmmdev_hgcm_abi::{AccessGate, CallGate, ClientCategory, ClientId, Parm, Requestor};
 
 use crate::clients::{Client, Registry};
@@ -322,21 +319,21 @@ impl ServiceCore {
     pub(crate) fn begin_guest_access(&self, handle: u64) -> i32 {
         let table = self.pending.lock();
         match (table.gate_of(handle), table.map.get(&handle)) {
-            (Some(Some(gate)), _) if gate.enter() => VINF_SUCCESS,
-            (Some(None), Some(pending)) if pending.fate == Fate::Live => VINF_SUCCESS,
-            (Some(_), _) => VERR_CANCELLED,
-            (None, _) => VERR_NOT_FOUND,
+            (Some(Some(gate)), _) if gate.enter() => Status::VINF_SUCCESS.raw(),
+            (Some(None), Some(pending)) if pending.fate == Fate::Live => Status::VINF_SUCCESS.raw(),
+            (Some(_), _) => Status::VERR_CANCELLED.raw(),
+            (None, _) => Status::VERR_NOT_FOUND.raw(),
         }
     }
 
     /// `HostApi::end_guest_access`: ends an access opened by `begin_guest_access`.
     pub(crate) fn end_guest_access(&self, handle: u64) -> i32 {
         match self.pending.lock().gate_of(handle) {
-            Some(Some(gate)) if gate.try_leave() => VINF_SUCCESS,
-            Some(Some(_)) => VERR_INVALID_STATE,
+            Some(Some(gate)) if gate.try_leave() => Status::VINF_SUCCESS.raw(),
+            Some(Some(_)) => Status::VERR_INVALID_STATE.raw(),
             // A call without buffers has nothing to guard.
-            Some(None) => VINF_SUCCESS,
-            None => VERR_NOT_FOUND,
+            Some(None) => Status::VINF_SUCCESS.raw(),
+            None => Status::VERR_NOT_FOUND.raw(),
         }
     }
 
@@ -384,7 +381,7 @@ impl ServiceCore {
         client: &Arc<Client>,
         status: i32,
     ) -> ConnectFinish {
-        let accepted = vmmdev_hgcm_abi::status::is_success(status);
+        let accepted = Status(status).is_success();
         let decision = {
             let mut table = self.pending.lock();
             match table.map.remove(&id.0) {
@@ -485,15 +482,15 @@ impl ServiceCore {
                     table.map.insert(handle, other);
                     drop(table);
                     self.fail("completed a handle that is not a guest call");
-                    return VERR_WRONG_TYPE;
+                    return Status::VERR_WRONG_TYPE.raw();
                 }
                 None => {
                     drop(table);
                     if self.is_failed() {
-                        return VERR_INVALID_STATE;
+                        return Status::VERR_INVALID_STATE.raw();
                     }
                     self.fail("completed an unknown or already completed call handle");
-                    return VERR_WRONG_TYPE;
+                    return Status::VERR_WRONG_TYPE.raw();
                 }
             }
         };
@@ -507,55 +504,52 @@ impl ServiceCore {
         client.call_finished();
         // Out of the table, the handle admits no new access; one still open breaks the contract
         // (the transport is about to hand the memory back to the guest).
-        let inside_access = gate.is_some_and(|gate| gate.is_busy());
-        if inside_access {
+        let violation = if gate.is_some_and(|gate| gate.is_busy()) {
+            Some((
+                "completed a call while a guest access to its buffers was open".to_owned(),
+                Status::VERR_INVALID_STATE,
+            ))
+        } else if !is_valid_service_status(status) {
+            Some((
+                format!("completed a call with the invalid status {status}"),
+                Status::VERR_INVALID_PARAMETER,
+            ))
+        } else {
+            None
+        };
+        if let Some((reason, answer)) = violation {
             if fate == Fate::Live || fate == Fate::ClientGone {
                 run(
                     done,
                     CallOutcome {
-                        status: VERR_HGCM_INTERNAL,
+                        status: Status::VERR_HGCM_INTERNAL.raw(),
                         params,
                     },
                 );
             }
-            self.fail("completed a call while a guest access to its buffers was open");
-            return VERR_INVALID_STATE;
-        }
-        if !is_valid_service_status(status) {
-            if fate == Fate::Live || fate == Fate::ClientGone {
-                run(
-                    done,
-                    CallOutcome {
-                        status: VERR_HGCM_INTERNAL,
-                        params,
-                    },
-                );
-            }
-            self.fail(&format!(
-                "completed a call with the invalid status {status}"
-            ));
-            return VERR_INVALID_PARAMETER;
+            self.fail(&reason);
+            return answer.raw();
         }
         match fate {
             Fate::Live => {
                 raw.write_back(&mut params);
                 drop(raw);
                 run(done, CallOutcome { status, params });
-                VINF_SUCCESS
+                Status::VINF_SUCCESS.raw()
             }
             Fate::ClientGone => {
                 drop(raw);
                 run(
                     done,
                     CallOutcome {
-                        status: VERR_CANCELLED,
+                        status: Status::VERR_CANCELLED.raw(),
                         params,
                     },
                 );
-                VERR_CANCELLED
+                Status::VERR_CANCELLED.raw()
             }
-            Fate::Cancelled => VERR_CANCELLED,
-            Fate::Reset => VERR_ALREADY_RESET,
+            Fate::Cancelled => Status::VERR_CANCELLED.raw(),
+            Fate::Reset => Status::VERR_ALREADY_RESET.raw(),
         }
     }
 
@@ -620,7 +614,7 @@ impl ServiceCore {
                 FailedRequest::Call(done, params) => run(
                     done,
                     CallOutcome {
-                        status: VERR_HGCM_INTERNAL,
+                        status: Status::VERR_HGCM_INTERNAL.raw(),
                         params,
                     },
                 ),
@@ -630,7 +624,7 @@ impl ServiceCore {
                         run(
                             done,
                             ConnectOutcome {
-                                status: VERR_HGCM_INTERNAL,
+                                status: Status::VERR_HGCM_INTERNAL.raw(),
                                 client: ClientId(0),
                             },
                         );
@@ -640,7 +634,7 @@ impl ServiceCore {
                 FailedRequest::Disconnect(done) => run(
                     done,
                     DisconnectOutcome {
-                        status: VINF_SUCCESS,
+                        status: Status::VINF_SUCCESS.raw(),
                     },
                 ),
             }

@@ -13,10 +13,7 @@ use vmmdev_hgcm_abi::ffi::{
     LoadClientFn, LoadStateFn, MAX_SERVICE_NAME_LEN, NotifyFn, PLUGIN_TABLE_MIN_SIZE, PluginTable,
     RawParm, SaveClientFn, SaveStateFn, StateWriter, UnloadFn,
 };
-use vmmdev_hgcm_abi::status::{
-    VERR_HGCM_INTERNAL, VERR_HGCM_INVALID_CLIENT_ID, VERR_NOT_SUPPORTED, VERR_TOO_MUCH_DATA,
-    VERR_VERSION_MISMATCH, VINF_SUCCESS, is_success, is_valid_service_status,
-};
+use vmmdev_hgcm_abi::status::{Status, is_valid_service_status};
 use vmmdev_hgcm_abi::{ClientCategory, ClientId, LoadEntry, Requestor, VmEvent};
 
 use crate::clients::Client;
@@ -169,7 +166,7 @@ impl Plugin {
         match self.connect {
             // SAFETY: plugin contract (see above).
             Some(f) => unsafe { f(self.instance, client.0, requestor.0, restoring) },
-            None => VINF_SUCCESS,
+            None => Status::VINF_SUCCESS.raw(),
         }
     }
 
@@ -177,7 +174,7 @@ impl Plugin {
         match self.disconnect {
             // SAFETY: plugin contract (see above).
             Some(f) => unsafe { f(self.instance, client.0) },
-            None => VINF_SUCCESS,
+            None => Status::VINF_SUCCESS.raw(),
         }
     }
 
@@ -222,7 +219,7 @@ impl Plugin {
         match self.host_call {
             // SAFETY: plugin contract; the array validity is the caller's promise.
             Some(f) => unsafe { f(self.instance, function, parms, count) },
-            None => VERR_NOT_SUPPORTED,
+            None => Status::VERR_NOT_SUPPORTED.raw(),
         }
     }
 
@@ -246,7 +243,7 @@ impl Plugin {
         match self.load_state {
             // SAFETY: plugin contract; `data` outlives the call.
             Some(f) => unsafe { f(self.instance, version, data.as_ptr(), data.len()) },
-            None => VINF_SUCCESS,
+            None => Status::VINF_SUCCESS.raw(),
         }
     }
 
@@ -254,7 +251,7 @@ impl Plugin {
         match self.load_client {
             // SAFETY: plugin contract; `data` outlives the call.
             Some(f) => unsafe { f(self.instance, client.0, version, data.as_ptr(), data.len()) },
-            None => VINF_SUCCESS,
+            None => Status::VINF_SUCCESS.raw(),
         }
     }
 
@@ -280,20 +277,20 @@ struct Sink {
 
 unsafe extern "C" fn sink_write(ctx: *mut c_void, data: *const u8, len: usize) -> i32 {
     if ctx.is_null() || (data.is_null() && len > 0) {
-        return vmmdev_hgcm_abi::status::VERR_INVALID_PARAMETER;
+        return Status::VERR_INVALID_PARAMETER.raw();
     }
     // SAFETY: `ctx` is the `Sink` that `collect_state` owns for the duration of the save call.
     let sink = unsafe { &mut *ctx.cast::<Sink>() };
     if sink.overflow || sink.data.len().saturating_add(len) > MAX_STATE_BYTES {
         sink.overflow = true;
-        return VERR_TOO_MUCH_DATA;
+        return Status::VERR_TOO_MUCH_DATA.raw();
     }
     if len > 0 {
         // SAFETY: the ABI requires `data` to be readable for `len` bytes during this call.
         sink.data
             .extend_from_slice(unsafe { std::slice::from_raw_parts(data, len) });
     }
-    VINF_SUCCESS
+    Status::VINF_SUCCESS.raw()
 }
 
 fn collect_state(save: impl FnOnce(*const StateWriter) -> i32) -> Result<Vec<u8>, i32> {
@@ -307,9 +304,9 @@ fn collect_state(save: impl FnOnce(*const StateWriter) -> i32) -> Result<Vec<u8>
     };
     let status = save(&writer);
     if sink.overflow {
-        return Err(VERR_TOO_MUCH_DATA);
+        return Err(Status::VERR_TOO_MUCH_DATA.raw());
     }
-    if !is_success(status) {
+    if !Status(status).is_success() {
         return Err(status);
     }
     Ok(sink.data)
@@ -422,13 +419,13 @@ fn load(
 ) -> Result<Plugin, RegisterError> {
     let mut table = prefilled_table(defaults);
     let status = entry(api, config.as_ptr(), &mut table);
-    if status == VERR_VERSION_MISMATCH {
+    if status == Status::VERR_VERSION_MISMATCH.raw() {
         return Err(RegisterError::AbiMismatch {
             plugin_major: table.abi_major,
             plugin_minor: table.abi_minor,
         });
     }
-    if !is_success(status) {
+    if !Status(status).is_success() {
         return Err(RegisterError::InitRefused(status));
     }
     match validate(&table) {
@@ -518,7 +515,7 @@ fn checked(core: &ServiceCore, status: i32, what: &str) -> i32 {
         return status;
     }
     core.fail(&format!("{what} returned the invalid status {status}"));
-    VERR_HGCM_INTERNAL
+    Status::VERR_HGCM_INTERNAL.raw()
 }
 
 fn handle(core: &Arc<ServiceCore>, plugin: &Plugin, msg: Msg) {
@@ -526,11 +523,11 @@ fn handle(core: &Arc<ServiceCore>, plugin: &Plugin, msg: Msg) {
     match msg {
         Msg::Connect { id, client } => {
             if failed {
-                core.finish_connect(id, &client, VERR_HGCM_INTERNAL);
+                core.finish_connect(id, &client, Status::VERR_HGCM_INTERNAL.raw());
                 return;
             }
             if !core.connect_wanted(id) {
-                core.finish_connect(id, &client, VERR_HGCM_INTERNAL);
+                core.finish_connect(id, &client, Status::VERR_HGCM_INTERNAL.raw());
                 return;
             }
             let status = checked(
@@ -544,7 +541,7 @@ fn handle(core: &Arc<ServiceCore>, plugin: &Plugin, msg: Msg) {
         }
         Msg::Disconnect { id, client } => {
             let status = if failed {
-                VINF_SUCCESS
+                Status::VINF_SUCCESS.raw()
             } else {
                 checked(core, plugin.disconnect(client), "disconnect")
             };
@@ -560,9 +557,9 @@ fn handle(core: &Arc<ServiceCore>, plugin: &Plugin, msg: Msg) {
             count,
         } => {
             if failed {
-                core.finish_call_internally(id, VERR_HGCM_INTERNAL);
+                core.finish_call_internally(id, Status::VERR_HGCM_INTERNAL.raw());
             } else if !client.is_live() {
-                core.finish_call_internally(id, VERR_HGCM_INVALID_CLIENT_ID);
+                core.finish_call_internally(id, Status::VERR_HGCM_INVALID_CLIENT_ID.raw());
             } else {
                 // SAFETY: the array is owned by the call's pending entry, which only the
                 // service's completion (or a failure, which keeps it) can release.
@@ -628,7 +625,7 @@ fn save(plugin: &Plugin, clients: &[ClientId], failed: bool) -> Result<SavedServ
     if failed {
         return Err(StateRefusal {
             what: "save (the service has failed)".into(),
-            status: VERR_HGCM_INTERNAL,
+            status: Status::VERR_HGCM_INTERNAL.raw(),
         });
     }
     let state = plugin.save_state().map_err(|status| StateRefusal {
@@ -660,11 +657,11 @@ fn restore(
     if failed {
         return Err(StateRefusal {
             what: "restore (the service has failed)".into(),
-            status: VERR_HGCM_INTERNAL,
+            status: Status::VERR_HGCM_INTERNAL.raw(),
         });
     }
     let status = checked(core, plugin.load_state(version, state), "load_state");
-    if !is_success(status) {
+    if !Status(status).is_success() {
         return Err(StateRefusal {
             what: "load_state".into(),
             status,
@@ -677,7 +674,7 @@ fn restore(
             plugin.connect(id, restored.client.requestor, true),
             "connect",
         );
-        if !is_success(status) {
+        if !Status(status).is_success() {
             return Err(StateRefusal {
                 what: format!("connect({}, restoring)", id.0),
                 status,
@@ -688,7 +685,7 @@ fn restore(
             plugin.load_client(id, version, &restored.state),
             "load_client",
         );
-        if !is_success(status) {
+        if !Status(status).is_success() {
             return Err(StateRefusal {
                 what: format!("load_client({})", id.0),
                 status,

@@ -6,8 +6,7 @@ use std::ffi::{c_char, c_void};
 use std::sync::Mutex;
 
 use common::*;
-use vmmdev_hgcm::status::*;
-use vmmdev_hgcm::{Hgcm, HgcmConfig, RegisterError};
+use vmmdev_hgcm::{Hgcm, HgcmConfig, RegisterError, Status};
 use vmmdev_hgcm_abi::ffi::{HostApi, PluginTable, RawParm};
 
 const FN_COMPLETE_TWICE: u32 = 1;
@@ -37,15 +36,15 @@ unsafe extern "C" fn rogue_call(
     unsafe {
         match function {
             FN_COMPLETE_TWICE => {
-                (api.complete)(api.ctx, handle, VINF_SUCCESS);
-                (api.complete)(api.ctx, handle, VINF_SUCCESS);
+                (api.complete)(api.ctx, handle, Status::VINF_SUCCESS.raw());
+                (api.complete)(api.ctx, handle, Status::VINF_SUCCESS.raw());
             }
             FN_BAD_STATUS => {
-                (api.complete)(api.ctx, handle, VINF_HGCM_ASYNC_EXECUTE);
+                (api.complete)(api.ctx, handle, Status::VINF_HGCM_ASYNC_EXECUTE.raw());
             }
             FN_COMPLETE_INSIDE_ACCESS => {
                 (api.begin_guest_access)(api.ctx, handle);
-                (api.complete)(api.ctx, handle, VINF_SUCCESS);
+                (api.complete)(api.ctx, handle, Status::VINF_SUCCESS.raw());
                 (api.end_guest_access)(api.ctx, handle);
             }
             FN_HOLD_AND_PUBLISH => {
@@ -68,7 +67,7 @@ extern "C" fn rogue_entry(
         table.instance = Box::into_raw(Box::new(*host)).cast();
         table.call = Some(rogue_call);
     }
-    VINF_SUCCESS
+    Status::VINF_SUCCESS.raw()
 }
 
 extern "C" fn no_call_entry(
@@ -78,7 +77,7 @@ extern "C" fn no_call_entry(
 ) -> i32 {
     // SAFETY: the framework passes its valid table.
     unsafe { (*table).name = c"NoCall".as_ptr() };
-    VINF_SUCCESS
+    Status::VINF_SUCCESS.raw()
 }
 
 fn rogue() -> Hgcm {
@@ -99,13 +98,13 @@ fn completing_a_call_twice_fails_the_service_but_not_the_host() {
     let client = connect_ok(&hgcm, "Rogue");
     assert_eq!(
         call(&hgcm, client, FN_COMPLETE_TWICE, vec![]).status,
-        VINF_SUCCESS
+        Status::VINF_SUCCESS.raw()
     );
     assert!(rogue_failed(&hgcm));
     let echo = connect_ok(&hgcm, vmmdev_svc_echo::SERVICE_NAME);
     assert_eq!(
         call(&hgcm, echo, vmmdev_svc_echo::FN_NOOP, vec![]).status,
-        VINF_SUCCESS
+        Status::VINF_SUCCESS.raw()
     );
 }
 
@@ -116,15 +115,15 @@ fn invalid_completion_status_fails_the_call_and_the_service() {
     let (_, held) = submit(&hgcm, request(client, FN_HOLD, vec![])).expect("accepted");
     assert_eq!(
         call(&hgcm, client, FN_BAD_STATUS, vec![]).status,
-        VERR_HGCM_INTERNAL
+        Status::VERR_HGCM_INTERNAL.raw()
     );
     assert_eq!(
         held.recv_timeout(DEADLINE).expect("failed").status,
-        VERR_HGCM_INTERNAL
+        Status::VERR_HGCM_INTERNAL.raw()
     );
     assert!(rogue_failed(&hgcm));
     let err = submit(&hgcm, request(client, FN_HOLD, vec![])).expect_err("failed service");
-    assert_eq!(err.status(), VERR_HGCM_INTERNAL);
+    assert_eq!(err.status(), Status::VERR_HGCM_INTERNAL.raw());
 }
 
 #[test]
@@ -147,7 +146,7 @@ fn completing_inside_a_guest_access_fails_the_call_and_the_service() {
     let client = connect_ok(&hgcm, "Rogue");
     assert_eq!(
         call(&hgcm, client, FN_COMPLETE_INSIDE_ACCESS, one_buffer()).status,
-        VERR_HGCM_INTERNAL
+        Status::VERR_HGCM_INTERNAL.raw()
     );
     assert!(rogue_failed(&hgcm));
 }
@@ -170,18 +169,33 @@ fn raw_guest_access_is_refused_after_the_call_was_cancelled() {
     let api = unsafe { &*(instance as *const HostApi) };
     // SAFETY: the host API is called with its own context and a pending handle.
     unsafe {
-        assert_eq!((api.begin_guest_access)(api.ctx, handle), VINF_SUCCESS);
-        assert_eq!((api.end_guest_access)(api.ctx, handle), VINF_SUCCESS);
-        assert_eq!((api.end_guest_access)(api.ctx, handle), VERR_INVALID_STATE);
+        assert_eq!(
+            (api.begin_guest_access)(api.ctx, handle),
+            Status::VINF_SUCCESS.raw()
+        );
+        assert_eq!(
+            (api.end_guest_access)(api.ctx, handle),
+            Status::VINF_SUCCESS.raw()
+        );
+        assert_eq!(
+            (api.end_guest_access)(api.ctx, handle),
+            Status::VERR_INVALID_STATE.raw()
+        );
     }
     assert_eq!(hgcm.cancel(id), Ok(()));
     // SAFETY: as above; the cancelled call stays known until the plugin completes it.
     unsafe {
-        assert_eq!((api.begin_guest_access)(api.ctx, handle), VERR_CANCELLED);
         assert_eq!(
-            (api.complete)(api.ctx, handle, VINF_SUCCESS),
-            VERR_CANCELLED
+            (api.begin_guest_access)(api.ctx, handle),
+            Status::VERR_CANCELLED.raw()
         );
-        assert_eq!((api.begin_guest_access)(api.ctx, handle), VERR_NOT_FOUND);
+        assert_eq!(
+            (api.complete)(api.ctx, handle, Status::VINF_SUCCESS.raw()),
+            Status::VERR_CANCELLED.raw()
+        );
+        assert_eq!(
+            (api.begin_guest_access)(api.ctx, handle),
+            Status::VERR_NOT_FOUND.raw()
+        );
     }
 }

@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use crossbeam_channel::bounded;
 use vm_memory::{Bytes, GuestAddress};
-use vmmdev_hgcm::status::*;
 use vmmdev_hgcm::{
     Buffer, CancelError, ClientId, Direction, Hgcm, HgcmConfig, HostCallError, Limits, Parm,
-    RegisterError, Requestor, SubmitError, VmEvent,
+    RegisterError, Requestor, Status, SubmitError, VmEvent,
 };
 use vmmdev_hgcm_sdk::{Call, ClientId as SdkClientId, Host, Service};
 use vmmdev_svc_echo::*;
@@ -30,7 +29,7 @@ fn echo_copies_input_to_output_and_reports_the_length() {
             host_buffer(&[0; 8], Direction::FromHost),
         ],
     );
-    assert_eq!(outcome.status, VINF_SUCCESS);
+    assert_eq!(outcome.status, Status::VINF_SUCCESS.raw());
     let [_, Parm::Buffer(out)] = <[Parm; 2]>::try_from(outcome.params).expect("two params") else {
         panic!("second parameter is not a buffer");
     };
@@ -63,7 +62,7 @@ fn echo_reads_and_writes_guest_memory_in_place() {
         FN_ECHO,
         vec![Parm::Buffer(input), Parm::Buffer(output)],
     );
-    assert_eq!(outcome.status, VINF_SUCCESS);
+    assert_eq!(outcome.status, Status::VINF_SUCCESS.raw());
     let mut first = [0u8; 2];
     let mut rest = [0u8; 3];
     mem.read_slice(&mut first, GuestAddress(0x2FFE))
@@ -95,21 +94,21 @@ fn connect_to_unknown_service_is_service_not_found() {
     let err = hgcm
         .connect("NoSuchService", KERNEL, Box::new(|_| {}))
         .expect_err("refused");
-    assert_eq!(err.status(), VERR_HGCM_SERVICE_NOT_FOUND);
+    assert_eq!(err.status(), Status::VERR_HGCM_SERVICE_NOT_FOUND.raw());
 }
 
 #[test]
 fn call_of_unknown_client_is_invalid_client_id() {
     let hgcm = hgcm_with_echo("");
     let err = submit(&hgcm, request(ClientId(999), FN_NOOP, vec![])).expect_err("refused");
-    assert_eq!(err.status(), VERR_HGCM_INVALID_CLIENT_ID);
+    assert_eq!(err.status(), Status::VERR_HGCM_INVALID_CLIENT_ID.raw());
 }
 
 #[test]
 fn call_after_disconnect_is_invalid_client_id() {
     let hgcm = hgcm_with_echo("");
     let client = connect_ok(&hgcm, SERVICE_NAME);
-    assert_eq!(disconnect(&hgcm, client).status, VINF_SUCCESS);
+    assert_eq!(disconnect(&hgcm, client).status, Status::VINF_SUCCESS.raw());
     let err = submit(&hgcm, request(client, FN_NOOP, vec![])).expect_err("refused");
     assert_eq!(err, SubmitError::InvalidClient(client));
 }
@@ -120,7 +119,7 @@ fn disconnect_of_unknown_client_is_refused() {
     let err = hgcm
         .disconnect(ClientId(4242), Box::new(|_| {}))
         .expect_err("refused");
-    assert_eq!(err.status(), VERR_HGCM_INVALID_CLIENT_ID);
+    assert_eq!(err.status(), Status::VERR_HGCM_INVALID_CLIENT_ID.raw());
 }
 
 #[test]
@@ -129,7 +128,7 @@ fn too_many_parameters_are_refused_as_invalid_parameter() {
     let client = connect_ok(&hgcm, SERVICE_NAME);
     let params = (0..33).map(Parm::U32).collect();
     let err = submit(&hgcm, request(client, FN_NOOP, params)).expect_err("refused");
-    assert_eq!(err.status(), VERR_INVALID_PARAMETER);
+    assert_eq!(err.status(), Status::VERR_INVALID_PARAMETER.raw());
 }
 
 #[test]
@@ -138,18 +137,14 @@ fn buffers_over_the_per_call_limit_are_refused_as_no_memory() {
         max_buffer_bytes_per_call: 16,
         ..Limits::default()
     };
-    let hgcm = Hgcm::new(HgcmConfig {
-        limits,
-        ..HgcmConfig::default()
-    });
-    hgcm.register_builtin(echo_entry, "").expect("registers");
+    let hgcm = echo_with_limits(limits);
     let client = connect_ok(&hgcm, SERVICE_NAME);
     let params = vec![
         host_buffer(&[0; 10], Direction::ToHost),
         host_buffer(&[0; 10], Direction::FromHost),
     ];
     let err = submit(&hgcm, request(client, FN_ECHO, params)).expect_err("refused");
-    assert_eq!(err.status(), VERR_NO_MEMORY);
+    assert_eq!(err.status(), Status::VERR_NO_MEMORY.raw());
 }
 
 #[test]
@@ -158,17 +153,16 @@ fn client_limit_applies_per_category() {
         max_clients: [1, 1, 1],
         ..Limits::default()
     };
-    let hgcm = Hgcm::new(HgcmConfig {
-        limits,
-        ..HgcmConfig::default()
-    });
-    hgcm.register_builtin(echo_entry, "").expect("registers");
+    let hgcm = echo_with_limits(limits);
     connect_ok(&hgcm, SERVICE_NAME);
     let err = hgcm
         .connect(SERVICE_NAME, KERNEL, Box::new(|_| {}))
         .expect_err("second kernel client");
-    assert_eq!(err.status(), VERR_HGCM_TOO_MANY_CLIENTS);
-    assert_eq!(connect(&hgcm, SERVICE_NAME, USER).status, VINF_SUCCESS);
+    assert_eq!(err.status(), Status::VERR_HGCM_TOO_MANY_CLIENTS.raw());
+    assert_eq!(
+        connect(&hgcm, SERVICE_NAME, USER).status,
+        Status::VINF_SUCCESS.raw()
+    );
 }
 
 #[test]
@@ -177,19 +171,15 @@ fn legacy_requestor_counts_as_kernel_by_default() {
         max_clients: [1, 5, 5],
         ..Limits::default()
     };
-    let hgcm = Hgcm::new(HgcmConfig {
-        limits,
-        ..HgcmConfig::default()
-    });
-    hgcm.register_builtin(echo_entry, "").expect("registers");
+    let hgcm = echo_with_limits(limits);
     assert_eq!(
         connect(&hgcm, SERVICE_NAME, Requestor::LEGACY).status,
-        VINF_SUCCESS
+        Status::VINF_SUCCESS.raw()
     );
     let err = hgcm
         .connect(SERVICE_NAME, KERNEL, Box::new(|_| {}))
         .expect_err("kernel quota used");
-    assert_eq!(err.status(), VERR_HGCM_TOO_MANY_CLIENTS);
+    assert_eq!(err.status(), Status::VERR_HGCM_TOO_MANY_CLIENTS.raw());
 }
 
 #[test]
@@ -198,17 +188,13 @@ fn pending_call_limit_per_client_is_enforced_and_released_on_completion() {
         max_calls_per_client: [2, 2, 2],
         ..Limits::default()
     };
-    let hgcm = Hgcm::new(HgcmConfig {
-        limits,
-        ..HgcmConfig::default()
-    });
-    hgcm.register_builtin(echo_entry, "").expect("registers");
+    let hgcm = echo_with_limits(limits);
     let client = connect_ok(&hgcm, SERVICE_NAME);
     let wait = || request(client, FN_WAIT, vec![Parm::U32(0), Parm::U32(0)]);
     let first = submit(&hgcm, wait()).expect("first");
     let _second = submit(&hgcm, wait()).expect("second");
     let err = submit(&hgcm, wait()).expect_err("third refused");
-    assert_eq!(err.status(), VERR_HGCM_TOO_MANY_CLIENT_CALLS);
+    assert_eq!(err.status(), Status::VERR_HGCM_TOO_MANY_CLIENT_CALLS.raw());
     host_count(&hgcm, HOST_FN_WAKE_ALL);
     first.1.recv_timeout(DEADLINE).expect("woken");
     eventually("a call slot to free up", || submit(&hgcm, wait()).is_ok());
@@ -218,17 +204,10 @@ fn pending_call_limit_per_client_is_enforced_and_released_on_completion() {
 fn wait_is_completed_by_a_host_call() {
     let hgcm = hgcm_with_echo("");
     let client = connect_ok(&hgcm, SERVICE_NAME);
-    let (_, rx) = submit(
-        &hgcm,
-        request(client, FN_WAIT, vec![Parm::U32(0), Parm::U32(0)]),
-    )
-    .expect("accepted");
-    eventually("the call to be parked", || {
-        host_count(&hgcm, HOST_FN_WAITER_COUNT) == 1
-    });
+    let (_, rx) = park_wait(&hgcm, client);
     assert_eq!(host_count(&hgcm, HOST_FN_WAKE_ALL), 1);
     let outcome = rx.recv_timeout(DEADLINE).expect("woken");
-    assert_eq!(outcome.status, VINF_SUCCESS);
+    assert_eq!(outcome.status, Status::VINF_SUCCESS.raw());
     assert_eq!(outcome.params[1].as_u32(), Some(WAKE_REASON_HOST));
 }
 
@@ -237,7 +216,7 @@ fn wait_times_out_with_verr_timeout() {
     let hgcm = hgcm_with_echo("");
     let client = connect_ok(&hgcm, SERVICE_NAME);
     let outcome = call(&hgcm, client, FN_WAIT, vec![Parm::U32(20), Parm::U32(0)]);
-    assert_eq!(outcome.status, VERR_TIMEOUT);
+    assert_eq!(outcome.status, Status::VERR_TIMEOUT.raw());
     assert_eq!(outcome.params[1].as_u32(), Some(WAKE_REASON_TIMEOUT));
 }
 
@@ -245,14 +224,7 @@ fn wait_times_out_with_verr_timeout() {
 fn cancelled_call_never_completes_and_the_service_lets_go_of_it() {
     let hgcm = hgcm_with_echo("");
     let client = connect_ok(&hgcm, SERVICE_NAME);
-    let (id, rx) = submit(
-        &hgcm,
-        request(client, FN_WAIT, vec![Parm::U32(0), Parm::U32(0)]),
-    )
-    .expect("accepted");
-    eventually("the call to be parked", || {
-        host_count(&hgcm, HOST_FN_WAITER_COUNT) == 1
-    });
+    let (id, rx) = park_wait(&hgcm, client);
     assert_eq!(hgcm.cancel(id), Ok(()));
     eventually("the service to see the cancel", || {
         host_count(&hgcm, HOST_FN_WAITER_COUNT) == 0
@@ -276,11 +248,7 @@ fn cancel_of_unknown_request_returns_not_found() {
 fn second_cancel_of_the_same_request_returns_not_found() {
     let hgcm = hgcm_with_echo("");
     let client = connect_ok(&hgcm, SERVICE_NAME);
-    let (id, _rx) = submit(
-        &hgcm,
-        request(client, FN_WAIT, vec![Parm::U32(0), Parm::U32(0)]),
-    )
-    .expect("accepted");
+    let (id, _rx) = submit(&hgcm, wait_forever(client)).expect("accepted");
     assert_eq!(hgcm.cancel(id), Ok(()));
     assert_eq!(hgcm.cancel(id), Err(CancelError::NotFound(id)));
 }
@@ -289,18 +257,11 @@ fn second_cancel_of_the_same_request_returns_not_found() {
 fn disconnect_cancels_pending_calls_with_verr_cancelled() {
     let hgcm = hgcm_with_echo("");
     let client = connect_ok(&hgcm, SERVICE_NAME);
-    let (_, rx) = submit(
-        &hgcm,
-        request(client, FN_WAIT, vec![Parm::U32(0), Parm::U32(0)]),
-    )
-    .expect("accepted");
-    eventually("the call to be parked", || {
-        host_count(&hgcm, HOST_FN_WAITER_COUNT) == 1
-    });
-    assert_eq!(disconnect(&hgcm, client).status, VINF_SUCCESS);
+    let (_, rx) = park_wait(&hgcm, client);
+    assert_eq!(disconnect(&hgcm, client).status, Status::VINF_SUCCESS.raw());
     assert_eq!(
         rx.recv_timeout(DEADLINE).expect("completes").status,
-        VERR_CANCELLED
+        Status::VERR_CANCELLED.raw()
     );
     assert_eq!(host_count(&hgcm, HOST_FN_WAITER_COUNT), 0);
 }
@@ -316,7 +277,7 @@ fn notification_from_a_service_reaches_subscribers() {
         FN_NOTIFY,
         vec![Parm::U32(77), host_buffer(b"ping", Direction::ToHost)],
     );
-    assert_eq!(outcome.status, VINF_SUCCESS);
+    assert_eq!(outcome.status, Status::VINF_SUCCESS.raw());
     let note = notes.recv_timeout(DEADLINE).expect("notified");
     assert_eq!(
         (note.service.as_str(), note.code, note.payload.as_slice()),
@@ -355,7 +316,7 @@ fn unknown_host_function_returns_the_service_status() {
     let hgcm = hgcm_with_echo("");
     assert_eq!(
         hgcm.host_call(SERVICE_NAME, 99, &mut []),
-        Ok(VERR_NOT_SUPPORTED)
+        Ok(Status::VERR_NOT_SUPPORTED.raw())
     );
 }
 
@@ -375,7 +336,10 @@ fn builtin_whose_constructor_refuses_reports_init_refused() {
     let err = hgcm
         .register_builtin(echo_entry, "bogus_flag")
         .expect_err("refused");
-    assert_eq!(err, RegisterError::InitRefused(VERR_INVALID_PARAMETER));
+    assert_eq!(
+        err,
+        RegisterError::InitRefused(Status::VERR_INVALID_PARAMETER.raw())
+    );
 }
 
 #[test]
@@ -399,7 +363,7 @@ fn many_clients_on_many_threads_all_get_exactly_one_completion() {
                             host_buffer(&[0; 16], Direction::FromHost),
                         ],
                     );
-                    assert_eq!(outcome.status, VINF_SUCCESS);
+                    assert_eq!(outcome.status, Status::VINF_SUCCESS.raw());
                     let out = outcome.params[1].as_buffer().expect("buffer");
                     assert_eq!(out.copy_in(16).expect("copy")[..payload.len()], payload[..]);
                     completions.fetch_add(1, Ordering::Relaxed);
@@ -419,14 +383,7 @@ fn completions_from_other_threads_are_delivered() {
     let hgcm = hgcm_with_echo("");
     let client = connect_ok(&hgcm, SERVICE_NAME);
     let receivers: Vec<_> = (0..50)
-        .map(|_| {
-            submit(
-                &hgcm,
-                request(client, FN_WAIT, vec![Parm::U32(0), Parm::U32(0)]),
-            )
-            .expect("accepted")
-            .1
-        })
+        .map(|_| submit(&hgcm, wait_forever(client)).expect("accepted").1)
         .collect();
     eventually("all calls to be parked", || {
         host_count(&hgcm, HOST_FN_WAITER_COUNT) == 50
@@ -440,7 +397,7 @@ fn completions_from_other_threads_are_delivered() {
     for rx in receivers {
         assert_eq!(
             rx.recv_timeout(DEADLINE).expect("woken").status,
-            VINF_SUCCESS
+            Status::VINF_SUCCESS.raw()
         );
     }
 }
@@ -485,16 +442,12 @@ fn panic_in_a_service_fails_its_calls_and_marks_it_failed() {
     hgcm.register_builtin(recorder_entry, "")
         .expect("recorder registers");
     let client = connect_ok(&hgcm, SERVICE_NAME);
-    let (_, waiting) = submit(
-        &hgcm,
-        request(client, FN_WAIT, vec![Parm::U32(0), Parm::U32(0)]),
-    )
-    .expect("accepted");
+    let (_, waiting) = submit(&hgcm, wait_forever(client)).expect("accepted");
     let outcome = call(&hgcm, client, FN_PANIC, vec![]);
     assert_eq!(outcome.status, vmmdev_hgcm_sdk::DROPPED_CALL_STATUS);
     assert_eq!(
         waiting.recv_timeout(DEADLINE).expect("failed").status,
-        VERR_HGCM_INTERNAL
+        Status::VERR_HGCM_INTERNAL.raw()
     );
     let echo = hgcm
         .services()
@@ -505,10 +458,13 @@ fn panic_in_a_service_fails_its_calls_and_marks_it_failed() {
     let err = hgcm
         .connect(SERVICE_NAME, KERNEL, Box::new(|_| {}))
         .expect_err("failed service");
-    assert_eq!(err.status(), VERR_HGCM_INTERNAL);
+    assert_eq!(err.status(), Status::VERR_HGCM_INTERNAL.raw());
     // Other services and the host carry on.
     let other = connect_ok(&hgcm, RECORDER);
-    assert_eq!(call(&hgcm, other, 1, vec![]).status, VINF_SUCCESS);
+    assert_eq!(
+        call(&hgcm, other, 1, vec![]).status,
+        Status::VINF_SUCCESS.raw()
+    );
 }
 
 #[test]
@@ -570,11 +526,11 @@ fn call_queued_behind_a_busy_service_for_a_disconnected_client_gets_invalid_clie
     release.send(()).expect("unblock");
     assert_eq!(
         blocked.recv_timeout(DEADLINE).expect("completes").status,
-        VERR_CANCELLED
+        Status::VERR_CANCELLED.raw()
     );
     assert_eq!(
         queued.recv_timeout(DEADLINE).expect("completes").status,
-        VERR_HGCM_INVALID_CLIENT_ID
+        Status::VERR_HGCM_INVALID_CLIENT_ID.raw()
     );
 }
 
@@ -627,10 +583,10 @@ impl Service for Recorder {
                 if let Some(gate) = gate {
                     let _ = gate.recv();
                 }
-                call.complete(VINF_SUCCESS);
+                call.complete(Status::VINF_SUCCESS.raw());
             }
             _ => {
-                call.complete(VINF_SUCCESS);
+                call.complete(Status::VINF_SUCCESS.raw());
             }
         }
     }

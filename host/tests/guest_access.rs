@@ -14,8 +14,9 @@ use std::time::Duration;
 use common::*;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-use vmmdev_hgcm::status::*;
-use vmmdev_hgcm::{Buffer, BufferError, ClientId, Direction, Hgcm, HgcmConfig, Parm, RequestId};
+use vmmdev_hgcm::{
+    Buffer, BufferError, ClientId, Direction, Hgcm, HgcmConfig, Parm, RequestId, Status,
+};
 use vmmdev_hgcm_sdk::{Call, Delivery, Host, Service};
 
 const HOLDER: &str = "Holder";
@@ -107,7 +108,10 @@ fn write_after_cancel_is_refused_and_never_reaches_guest_memory() {
             .is_err()
     );
     assert_eq!(fx.guest_bytes(), [0; OUT_LEN]);
-    assert_eq!(call.complete(VINF_SUCCESS), Delivery::Cancelled);
+    assert_eq!(
+        call.complete(Status::VINF_SUCCESS.raw()),
+        Delivery::Cancelled
+    );
     assert!(rx.recv_timeout(QUIET).is_err(), "cancelled call completed");
 }
 
@@ -136,7 +140,7 @@ fn cancel_waits_for_a_guarded_write_in_flight_then_later_writes_fail() {
                 written.store(true, Ordering::SeqCst);
             }
             let late = write(&mut call, 8, b"late");
-            (late, call.complete(VINF_SUCCESS))
+            (late, call.complete(Status::VINF_SUCCESS.raw()))
         })
     };
     entered_rx.recv_timeout(DEADLINE).expect("access open");
@@ -161,13 +165,19 @@ fn cancel_waits_for_a_guarded_write_in_flight_then_later_writes_fail() {
 fn disconnect_closes_the_gates_of_the_clients_calls() {
     let fx = Fixture::new();
     let (_, rx, mut call) = fx.submit_held();
-    assert_eq!(disconnect(&fx.hgcm, fx.client).status, VINF_SUCCESS);
+    assert_eq!(
+        disconnect(&fx.hgcm, fx.client).status,
+        Status::VINF_SUCCESS.raw()
+    );
     assert_eq!(write(&mut call, 0, b"late"), Err(BufferError::Cancelled));
     assert_eq!(fx.guest_bytes(), [0; OUT_LEN]);
-    assert_eq!(call.complete(VINF_SUCCESS), Delivery::Cancelled);
+    assert_eq!(
+        call.complete(Status::VINF_SUCCESS.raw()),
+        Delivery::Cancelled
+    );
     assert_eq!(
         rx.recv_timeout(DEADLINE).expect("completes").status,
-        VERR_CANCELLED
+        Status::VERR_CANCELLED.raw()
     );
 }
 
@@ -178,7 +188,7 @@ fn reset_closes_the_gates_of_every_pending_call() {
     fx.hgcm.reset();
     assert_eq!(write(&mut call, 0, b"late"), Err(BufferError::Cancelled));
     assert_eq!(fx.guest_bytes(), [0; OUT_LEN]);
-    assert_eq!(call.complete(VINF_SUCCESS), Delivery::Reset);
+    assert_eq!(call.complete(Status::VINF_SUCCESS.raw()), Delivery::Reset);
 }
 
 #[test]
@@ -186,7 +196,10 @@ fn completed_call_gives_the_transport_readable_buffers() {
     let fx = Fixture::new();
     let (_, rx, mut call) = fx.submit_held();
     assert_eq!(write(&mut call, 0, b"done"), Ok(4));
-    assert_eq!(call.complete(VINF_SUCCESS), Delivery::Delivered);
+    assert_eq!(
+        call.complete(Status::VINF_SUCCESS.raw()),
+        Delivery::Delivered
+    );
     let outcome = rx.recv_timeout(DEADLINE).expect("completes");
     let out = outcome.params[0].as_buffer().expect("buffer");
     assert_eq!(&out.copy_in(OUT_LEN).expect("readable")[..4], b"done");
@@ -207,7 +220,7 @@ fn writes_racing_a_cancel_never_land_after_it_returned() {
                     break;
                 }
             }
-            call.complete(VINF_SUCCESS)
+            call.complete(Status::VINF_SUCCESS.raw())
         });
         if round % 2 == 1 {
             std::thread::yield_now();

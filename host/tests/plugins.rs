@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use vmmdev_hgcm::status::*;
-use vmmdev_hgcm::{Direction, Hgcm, HgcmConfig, LoadError, Parm, RegisterError};
+use vmmdev_hgcm::{Direction, Hgcm, HgcmConfig, LoadError, Parm, RegisterError, Status};
 
 const ECHO_PLUGIN: &str = "vmmdev_svc_echo";
 
@@ -64,7 +63,7 @@ fn echo_plugin_loads_by_path_and_serves_calls() {
             host_buffer(&[0; 6], Direction::FromHost),
         ],
     );
-    assert_eq!(outcome.status, VINF_SUCCESS);
+    assert_eq!(outcome.status, Status::VINF_SUCCESS.raw());
     assert_eq!(
         outcome.params[1].as_buffer().expect("buffer").copy_in(6),
         Ok(b"plugin".to_vec())
@@ -160,7 +159,9 @@ fn plugin_that_refuses_its_configuration_reports_the_status() {
     let err = load_err(&hgcm, &build_c_plugin("refuse", &[]), "refuse");
     assert_eq!(
         err.register_error(),
-        Some(&RegisterError::InitRefused(VERR_INVALID_PARAMETER))
+        Some(&RegisterError::InitRefused(
+            Status::VERR_INVALID_PARAMETER.raw()
+        ))
     );
 }
 
@@ -209,7 +210,7 @@ fn c_plugin_built_from_the_header_echoes_guest_data() {
         1,
         vec![Parm::Buffer(input), Parm::Buffer(output)],
     );
-    assert_eq!(outcome.status, VINF_SUCCESS);
+    assert_eq!(outcome.status, Status::VINF_SUCCESS.raw());
     assert_eq!(
         outcome.params[1].as_buffer().map(|b| b.reported_len()),
         Some(6)
@@ -222,7 +223,10 @@ fn c_plugin_built_from_the_header_echoes_guest_data() {
         .expect("read");
     assert_eq!((&head, &tail), (b"fro", b"m C"));
     let mut served = [Parm::U32(0)];
-    assert_eq!(hgcm.host_call("CEcho", 1, &mut served), Ok(VINF_SUCCESS));
+    assert_eq!(
+        hgcm.host_call("CEcho", 1, &mut served),
+        Ok(Status::VINF_SUCCESS.raw())
+    );
     assert_eq!(served[0].as_u32(), Some(1));
     hgcm.shutdown();
 }

@@ -3,8 +3,7 @@
 mod common;
 
 use common::*;
-use vmmdev_hgcm::status::*;
-use vmmdev_hgcm::{Hgcm, HgcmConfig, HgcmSnapshot, Parm, PendingKind, RestoreError};
+use vmmdev_hgcm::{Hgcm, HgcmConfig, HgcmSnapshot, Parm, PendingKind, RestoreError, Status};
 use vmmdev_svc_echo::*;
 
 #[test]
@@ -16,14 +15,7 @@ fn restore_recreates_clients_state_and_lists_pending_calls() {
         call(&hgcm, first, FN_NOOP, vec![]);
     }
     call(&hgcm, second, FN_NOOP, vec![]);
-    let (wait_id, _waiting) = submit(
-        &hgcm,
-        request(first, FN_WAIT, vec![Parm::U32(0), Parm::U32(0)]),
-    )
-    .expect("accepted");
-    eventually("the wait to be parked", || {
-        host_count(&hgcm, HOST_FN_WAITER_COUNT) == 1
-    });
+    let (wait_id, _waiting) = park_wait(&hgcm, first);
 
     let snapshot = hgcm.save().expect("saves");
     assert_eq!(snapshot.pending().len(), 1);
@@ -87,6 +79,6 @@ fn restore_replaces_existing_clients() {
     assert!(submit(&hgcm, request(extra, FN_NOOP, vec![])).is_err());
     assert_eq!(
         call(&hgcm, saved_client, FN_NOOP, vec![]).status,
-        VINF_SUCCESS
+        Status::VINF_SUCCESS.raw()
     );
 }

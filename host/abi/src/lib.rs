@@ -6,8 +6,10 @@
 //!   the VMMDev device and the SDK, so there is exactly one definition.
 //! * [`gate`]: the per-call access gate that keeps anyone from touching a call's buffers after
 //!   the call was cancelled.
-//! * [`types`]: client ids, requestor bits, client categories, VM events.
-//! * [`status`]: the VirtualBox status codes services answer with.
+//! * [`types`]: client categories and VM events; client ids and requestor bits re-exported from
+//!   `vmmdev-protocol`, their single definition.
+//! * [`status`]: [`Status`] (re-exported from `vmmdev-protocol`) and which codes a service may
+//!   report.
 //!
 //! Nothing here does I/O or spawns threads; the framework lives in `vmmdev-hgcm`, the safe service
 //! API in `vmmdev-hgcm-sdk`.
@@ -21,4 +23,5 @@ pub mod types;
 pub use ffi::LoadEntry;
 pub use gate::{AccessGate, CallGate};
 pub use params::{Buffer, BufferError, Direction, GuestAccess, Parm, ParmError, ParmsExt};
-pub use types::{ClientCategory, ClientId, Requestor, UserClass, VmEvent};
+pub use status::Status;
+pub use types::{ClientCategory, ClientId, Requestor, RequestorUserClass, VmEvent};

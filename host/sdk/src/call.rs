@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use vmmdev_hgcm_abi::ffi::{CallHandle, RawParm};
-use vmmdev_hgcm_abi::status::{
-    VERR_ALREADY_RESET, VERR_CANCELLED, VERR_HGCM_INTERNAL, VINF_SUCCESS,
-};
+use vmmdev_hgcm_abi::status::Status;
 use vmmdev_hgcm_abi::{ClientId, Requestor};
 
 use crate::gate::HostGate;
@@ -14,7 +12,7 @@ use crate::link::HostLink;
 use crate::params::Params;
 
 /// Status a dropped, uncompleted call is completed with.
-pub const DROPPED_CALL_STATUS: i32 = VERR_HGCM_INTERNAL;
+pub const DROPPED_CALL_STATUS: i32 = Status::VERR_HGCM_INTERNAL.raw();
 
 /// What became of a completion.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,11 +29,11 @@ pub enum Delivery {
 
 impl Delivery {
     fn from_status(status: i32) -> Self {
-        match status {
-            VINF_SUCCESS => Self::Delivered,
-            VERR_CANCELLED => Self::Cancelled,
-            VERR_ALREADY_RESET => Self::Reset,
-            other => Self::Refused(other),
+        match Status(status) {
+            Status::VINF_SUCCESS => Self::Delivered,
+            Status::VERR_CANCELLED => Self::Cancelled,
+            Status::VERR_ALREADY_RESET => Self::Reset,
+            _ => Self::Refused(status),
         }
     }
 }
@@ -158,7 +156,10 @@ impl Call {
             // SAFETY: the host API contract: `ctx` and a live handle, from any thread.
             Some(unsafe { (api.complete)(api.ctx, handle, status) })
         });
-        delivered.map_or(Delivery::Refused(VERR_HGCM_INTERNAL), Delivery::from_status)
+        delivered.map_or(
+            Delivery::Refused(Status::VERR_HGCM_INTERNAL.raw()),
+            Delivery::from_status,
+        )
     }
 }
 

@@ -11,10 +11,7 @@ use vmmdev_hgcm_abi::ffi::{
     ABI_MAJOR, ABI_MINOR, CALL_FLAG_RESTORED, CallHandle, HOST_API_MIN_SIZE, HostApi, PluginTable,
     RawParm, StateWriter,
 };
-use vmmdev_hgcm_abi::status::{
-    VERR_GENERAL_FAILURE, VERR_HGCM_INTERNAL, VERR_INVALID_PARAMETER, VERR_VERSION_MISMATCH,
-    VINF_SUCCESS, is_success,
-};
+use vmmdev_hgcm_abi::status::Status;
 use vmmdev_hgcm_abi::{ClientCategory, ClientId, Requestor, VmEvent};
 
 use crate::call::{Call, CallInfo, refuse};
@@ -68,9 +65,9 @@ unsafe fn instance<'a, S>(instance: *mut c_void) -> &'a mut Instance<S> {
 
 fn status_of(result: Result<(), i32>) -> i32 {
     match result {
-        Ok(()) => VINF_SUCCESS,
+        Ok(()) => Status::VINF_SUCCESS.raw(),
         // A "failure" that is not negative would read as success: make it a failure.
-        Err(status) if is_success(status) => VERR_GENERAL_FAILURE,
+        Err(status) if Status(status).is_success() => Status::VERR_GENERAL_FAILURE.raw(),
         Err(status) => status,
     }
 }
@@ -94,7 +91,7 @@ unsafe extern "C" fn connect<S: Service>(
 ) -> i32 {
     // SAFETY: the host's contract (see `instance`).
     let inst = unsafe { instance::<S>(inst) };
-    inst.guard(VERR_HGCM_INTERNAL, |s| {
+    inst.guard(Status::VERR_HGCM_INTERNAL.raw(), |s| {
         status_of(s.connect(ClientId(client), Requestor(requestor), restoring))
     })
 }
@@ -102,9 +99,9 @@ unsafe extern "C" fn connect<S: Service>(
 unsafe extern "C" fn disconnect<S: Service>(inst: *mut c_void, client: u32) -> i32 {
     // SAFETY: the host's contract (see `instance`).
     let inst = unsafe { instance::<S>(inst) };
-    inst.guard(VINF_SUCCESS, |s| {
+    inst.guard(Status::VINF_SUCCESS.raw(), |s| {
         s.disconnect(ClientId(client));
-        VINF_SUCCESS
+        Status::VINF_SUCCESS.raw()
     })
 }
 
@@ -132,7 +129,7 @@ unsafe extern "C" fn call<S: Service>(
     match unsafe { Call::new(inst.host.link.clone(), info, parms, count) } {
         // A poisoned instance drops the call, which completes it with an error.
         Ok(call) => inst.guard((), |s| s.call(call)),
-        Err((link, handle)) => refuse(&link, handle, VERR_INVALID_PARAMETER),
+        Err((link, handle)) => refuse(&link, handle, Status::VERR_INVALID_PARAMETER.raw()),
     }
 }
 
@@ -155,7 +152,9 @@ unsafe extern "C" fn host_call<S: Service>(
         Ok(params) => params,
         Err(status) => return status,
     };
-    let status = inst.guard(VERR_HGCM_INTERNAL, |s| s.host_call(function, &mut params));
+    let status = inst.guard(Status::VERR_HGCM_INTERNAL.raw(), |s| {
+        s.host_call(function, &mut params)
+    });
     // SAFETY: the same, still valid array.
     unsafe { params.write_back(parms) };
     status
@@ -167,7 +166,7 @@ unsafe extern "C" fn host_call<S: Service>(
 /// `writer` must be the host's valid writer for this save callback.
 unsafe fn write_state(writer: *const StateWriter, data: &[u8]) -> i32 {
     if writer.is_null() {
-        return VERR_INVALID_PARAMETER;
+        return Status::VERR_INVALID_PARAMETER.raw();
     }
     // SAFETY: guaranteed by the caller; the host copies `data` before `write` returns.
     unsafe { ((*writer).write)((*writer).ctx, data.as_ptr(), data.len()) }
@@ -179,7 +178,7 @@ unsafe extern "C" fn save_state<S: Service>(inst: *mut c_void, writer: *const St
     match inst.guard(None, |s| Some(s.save_state())) {
         // SAFETY: the host's writer for this callback.
         Some(data) => unsafe { write_state(writer, &data) },
-        None => VERR_HGCM_INTERNAL,
+        None => Status::VERR_HGCM_INTERNAL.raw(),
     }
 }
 
@@ -193,7 +192,7 @@ unsafe extern "C" fn save_client<S: Service>(
     match inst.guard(None, |s| Some(s.save_client(ClientId(client)))) {
         // SAFETY: the host's writer for this callback.
         Some(data) => unsafe { write_state(writer, &data) },
-        None => VERR_HGCM_INTERNAL,
+        None => Status::VERR_HGCM_INTERNAL.raw(),
     }
 }
 
@@ -208,21 +207,36 @@ unsafe fn state_bytes<'a>(data: *const u8, len: usize) -> Option<&'a [u8]> {
     }
 }
 
+/// Runs a state-loading callback on data the host passed.
+///
+/// # Safety
+/// `inst` as for [`instance`]; a non-null `data` must be readable for `len` bytes during the
+/// callback.
+unsafe fn load_with<S: Service>(
+    inst: *mut c_void,
+    data: *const u8,
+    len: usize,
+    load: impl FnOnce(&mut S, &[u8]) -> Result<(), i32>,
+) -> i32 {
+    // SAFETY: the host's contract (see `instance`).
+    let inst = unsafe { instance::<S>(inst) };
+    // SAFETY: guaranteed by the caller.
+    let Some(data) = (unsafe { state_bytes(data, len) }) else {
+        return Status::VERR_INVALID_PARAMETER.raw();
+    };
+    inst.guard(Status::VERR_HGCM_INTERNAL.raw(), |s| {
+        status_of(load(s, data))
+    })
+}
+
 unsafe extern "C" fn load_state<S: Service>(
     inst: *mut c_void,
     version: u32,
     data: *const u8,
     len: usize,
 ) -> i32 {
-    // SAFETY: the host's contract (see `instance`).
-    let inst = unsafe { instance::<S>(inst) };
-    // SAFETY: the host passes data valid during the callback.
-    let Some(data) = (unsafe { state_bytes(data, len) }) else {
-        return VERR_INVALID_PARAMETER;
-    };
-    inst.guard(VERR_HGCM_INTERNAL, |s| {
-        status_of(s.load_state(version, data))
-    })
+    // SAFETY: the host's contract for this callback.
+    unsafe { load_with::<S>(inst, data, len, |s, data| s.load_state(version, data)) }
 }
 
 unsafe extern "C" fn load_client<S: Service>(
@@ -232,15 +246,12 @@ unsafe extern "C" fn load_client<S: Service>(
     data: *const u8,
     len: usize,
 ) -> i32 {
-    // SAFETY: the host's contract (see `instance`).
-    let inst = unsafe { instance::<S>(inst) };
-    // SAFETY: the host passes data valid during the callback.
-    let Some(data) = (unsafe { state_bytes(data, len) }) else {
-        return VERR_INVALID_PARAMETER;
-    };
-    inst.guard(VERR_HGCM_INTERNAL, |s| {
-        status_of(s.load_client(ClientId(client), version, data))
-    })
+    // SAFETY: the host's contract for this callback.
+    unsafe {
+        load_with::<S>(inst, data, len, |s, data| {
+            s.load_client(ClientId(client), version, data)
+        })
+    }
 }
 
 unsafe extern "C" fn notify<S: Service>(inst: *mut c_void, event: u32) {
@@ -264,7 +275,7 @@ pub unsafe fn load<S: Service>(
     constructor: fn(Host, &str) -> Result<S, i32>,
 ) -> i32 {
     if host.is_null() || table.is_null() {
-        return VERR_INVALID_PARAMETER;
+        return Status::VERR_INVALID_PARAMETER.raw();
     }
     // SAFETY: both tables start with the fixed header (size, major, minor) in every ABI version,
     // so these fields can be read and written whatever the host's version.
@@ -279,7 +290,7 @@ pub unsafe fn load<S: Service>(
             (*table).abi_major = ABI_MAJOR;
             (*table).abi_minor = ABI_MINOR;
         }
-        return VERR_VERSION_MISMATCH;
+        return Status::VERR_VERSION_MISMATCH.raw();
     }
     // SAFETY: the host's table is at least as large as the 1.0 layout we copy.
     let api = unsafe { std::ptr::read(host) };
@@ -289,7 +300,7 @@ pub unsafe fn load<S: Service>(
         // SAFETY: the ABI passes a NUL-terminated string valid during the load call.
         match unsafe { CStr::from_ptr(config) }.to_str() {
             Ok(config) => config,
-            Err(_) => return VERR_INVALID_PARAMETER,
+            Err(_) => return Status::VERR_INVALID_PARAMETER.raw(),
         }
     };
     let link = Arc::new(HostLink::new(api));
@@ -302,7 +313,7 @@ pub unsafe fn load<S: Service>(
                 "HGCM service constructor panicked: {}",
                 panic_text(payload.as_ref())
             );
-            return VERR_HGCM_INTERNAL;
+            return Status::VERR_HGCM_INTERNAL.raw();
         }
     };
     // SAFETY: `table` is the host's, at least as large as our layout (checked above).
@@ -315,7 +326,7 @@ pub unsafe fn load<S: Service>(
     };
     let limits = match catch_unwind(AssertUnwindSafe(|| service.client_limits(defaults))) {
         Ok(limits) => limits,
-        Err(_) => return VERR_HGCM_INTERNAL,
+        Err(_) => return Status::VERR_HGCM_INTERNAL.raw(),
     };
     let instance = Box::into_raw(Box::new(Instance {
         service,
@@ -344,5 +355,5 @@ pub unsafe fn load<S: Service>(
         load_client: Some(load_client::<S>),
         notify: Some(notify::<S>),
     };
-    VINF_SUCCESS
+    Status::VINF_SUCCESS.raw()
 }

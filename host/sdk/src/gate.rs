@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use vmmdev_hgcm_abi::AccessGate;
 use vmmdev_hgcm_abi::ffi::CallHandle;
-use vmmdev_hgcm_abi::status::VINF_SUCCESS;
+use vmmdev_hgcm_abi::status::Status;
 
 use crate::link::HostLink;
 
@@ -27,16 +27,16 @@ impl AccessGate for HostGate {
         // SAFETY: the host API contract: `ctx` and a handle of a call not yet completed (the
         // buffers that use this gate live inside that call), from any thread.
         self.link.with(false, |api| unsafe {
-            (api.begin_guest_access)(api.ctx, self.handle) == VINF_SUCCESS
+            (api.begin_guest_access)(api.ctx, self.handle) == Status::VINF_SUCCESS.raw()
         })
     }
 
     fn leave(&self) {
         // SAFETY: as in `enter`; this ends the access `enter` opened.
-        let status = self.link.with(VINF_SUCCESS, |api| unsafe {
+        let status = self.link.with(Status::VINF_SUCCESS.raw(), |api| unsafe {
             (api.end_guest_access)(api.ctx, self.handle)
         });
-        if status != VINF_SUCCESS {
+        if status != Status::VINF_SUCCESS.raw() {
             log::error!("the host refused to end a guest access with status {status}");
         }
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use vmmdev_hgcm_abi::ClientId;
-use vmmdev_hgcm_abi::status::VERR_INVALID_STATE;
+use vmmdev_hgcm_abi::status::Status;
 
 use crate::link::HostLink;
 
@@ -26,18 +26,20 @@ impl Host {
     /// Sends `code` and `payload` to the embedder's subscribers. Never blocks.
     pub fn notify(&self, code: u32, payload: &[u8]) -> i32 {
         // SAFETY: the host API contract; `payload` is valid for the duration of the call.
-        self.link.with(VERR_INVALID_STATE, |api| unsafe {
-            (api.notify_host)(api.ctx, code, payload.as_ptr(), payload.len())
-        })
+        self.link
+            .with(Status::VERR_INVALID_STATE.raw(), |api| unsafe {
+                (api.notify_host)(api.ctx, code, payload.as_ptr(), payload.len())
+            })
     }
 
     /// Disconnects one of this service's clients (no `disconnect` callback follows); its pending
     /// calls turn cancelled.
     pub fn disconnect_client(&self, client: ClientId) -> i32 {
         // SAFETY: the host API contract.
-        self.link.with(VERR_INVALID_STATE, |api| unsafe {
-            (api.disconnect_client)(api.ctx, client.0)
-        })
+        self.link
+            .with(Status::VERR_INVALID_STATE.raw(), |api| unsafe {
+                (api.disconnect_client)(api.ctx, client.0)
+            })
     }
 
     /// Logs through the host's logger.

@@ -6,7 +6,7 @@
 //! versioned C ABI (`vmmdev_hgcm_abi::ffi`), so a service behaves the same either way.
 //!
 //! ```no_run
-//! use vmmdev_hgcm_sdk::{Call, Host, Service, status};
+//! use vmmdev_hgcm_sdk::{Call, Host, Service, Status};
 //!
 //! struct Counter(u64);
 //!
@@ -14,7 +14,7 @@
 //!     fn call(&mut self, mut call: Call) {
 //!         self.0 += 1;
 //!         let status = match call.params_mut().set_u64(0, self.0) {
-//!             Ok(()) => status::VINF_SUCCESS,
+//!             Ok(()) => Status::VINF_SUCCESS.raw(),
 //!             Err(status) => status,
 //!         };
 //!         call.complete(status);
@@ -45,7 +45,7 @@ pub use params::{BufferMut, Params};
 pub use service::{ClientLimits, Service};
 pub use vmmdev_hgcm_abi::{
     self as abi, Buffer, BufferError, ClientCategory, ClientId, Direction, GuestAccess, LoadEntry,
-    Parm, Requestor, VmEvent, status,
+    Parm, Requestor, RequestorUserClass, Status, VmEvent, status,
 };
 
 #[doc(hidden)]
@@ -75,7 +75,7 @@ macro_rules! service_entry {
             table: *mut $crate::abi::ffi::PluginTable,
         ) -> i32 {
             let Some(name) = $crate::__private::name(concat!($name, "\0")) else {
-                return $crate::status::VERR_INVALID_PARAMETER;
+                return $crate::status::Status::VERR_INVALID_PARAMETER.raw();
             };
             // SAFETY: the framework calls load entries with its own valid tables and a
             // NUL-terminated configuration string, as the ABI specifies.

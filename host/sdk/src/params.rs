@@ -10,7 +10,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use vmmdev_hgcm_abi::ffi::{PARM_BUFFER, PARM_U32, PARM_U64, RawParm};
-use vmmdev_hgcm_abi::status::VERR_INVALID_PARAMETER;
+use vmmdev_hgcm_abi::status::Status;
 use vmmdev_hgcm_abi::{AccessGate, Buffer, BufferError, Direction, Parm};
 
 /// The parameters of a call or host call.
@@ -28,7 +28,7 @@ impl Params {
     /// [`Params::attach_gate`] admits an access.
     pub(crate) unsafe fn from_raw(raw: *const RawParm, count: u32) -> Result<Params, i32> {
         if count > 0 && raw.is_null() {
-            return Err(VERR_INVALID_PARAMETER);
+            return Err(Status::VERR_INVALID_PARAMETER.raw());
         }
         let mut parms = Vec::with_capacity(count as usize);
         for i in 0..count as usize {
@@ -41,8 +41,8 @@ impl Params {
                     PARM_U64 => Parm::U64(raw.value.u64),
                     PARM_BUFFER => {
                         let b = raw.value.buffer;
-                        let direction =
-                            Direction::from_code(b.direction).ok_or(VERR_INVALID_PARAMETER)?;
+                        let direction = Direction::from_code(b.direction)
+                            .ok_or(Status::VERR_INVALID_PARAMETER.raw())?;
                         // The buffer never leaves `Params` by value (see `BufferMut`).
                         Parm::Buffer(Buffer::from_raw_parts(
                             b.iov,
@@ -52,7 +52,7 @@ impl Params {
                             b.reported_len,
                         ))
                     }
-                    _ => return Err(VERR_INVALID_PARAMETER),
+                    _ => return Err(Status::VERR_INVALID_PARAMETER.raw()),
                 }
             };
             parms.push(parm);
@@ -109,7 +109,7 @@ impl Params {
         if self.parms.len() == count {
             Ok(())
         } else {
-            Err(VERR_INVALID_PARAMETER)
+            Err(Status::VERR_INVALID_PARAMETER.raw())
         }
     }
 
@@ -127,21 +127,21 @@ impl Params {
     pub fn u32(&self, index: usize) -> Result<u32, i32> {
         self.get(index)
             .and_then(Parm::as_u32)
-            .ok_or(VERR_INVALID_PARAMETER)
+            .ok_or(Status::VERR_INVALID_PARAMETER.raw())
     }
 
     /// The 64-bit value at `index`.
     pub fn u64(&self, index: usize) -> Result<u64, i32> {
         self.get(index)
             .and_then(Parm::as_u64)
-            .ok_or(VERR_INVALID_PARAMETER)
+            .ok_or(Status::VERR_INVALID_PARAMETER.raw())
     }
 
     /// The buffer at `index`.
     pub fn buffer(&self, index: usize) -> Result<&Buffer, i32> {
         self.get(index)
             .and_then(Parm::as_buffer)
-            .ok_or(VERR_INVALID_PARAMETER)
+            .ok_or(Status::VERR_INVALID_PARAMETER.raw())
     }
 
     /// Write access to the buffer at `index`.
@@ -150,7 +150,7 @@ impl Params {
             .get_mut(index)
             .and_then(Parm::as_buffer_mut)
             .map(BufferMut)
-            .ok_or(VERR_INVALID_PARAMETER)
+            .ok_or(Status::VERR_INVALID_PARAMETER.raw())
     }
 
     /// Sets the 32-bit value at `index` (which must be a 32-bit parameter).
@@ -160,7 +160,7 @@ impl Params {
                 *v = value;
                 Ok(())
             }
-            _ => Err(VERR_INVALID_PARAMETER),
+            _ => Err(Status::VERR_INVALID_PARAMETER.raw()),
         }
     }
 
@@ -171,7 +171,7 @@ impl Params {
                 *v = value;
                 Ok(())
             }
-            _ => Err(VERR_INVALID_PARAMETER),
+            _ => Err(Status::VERR_INVALID_PARAMETER.raw()),
         }
     }
 }
@@ -215,8 +215,8 @@ mod tests {
         // SAFETY: one parameter without buffers.
         let params = unsafe { Params::from_raw(raw.as_ptr(), 1) }.expect("valid");
         assert_eq!(params.u32(0), Ok(5));
-        assert_eq!(params.u64(0), Err(VERR_INVALID_PARAMETER));
-        assert_eq!(params.u32(1), Err(VERR_INVALID_PARAMETER));
+        assert_eq!(params.u64(0), Err(Status::VERR_INVALID_PARAMETER.raw()));
+        assert_eq!(params.u32(1), Err(Status::VERR_INVALID_PARAMETER.raw()));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The service contract in safe Rust.
 
-use vmmdev_hgcm_abi::status::VERR_NOT_SUPPORTED;
+use vmmdev_hgcm_abi::status::Status;
 use vmmdev_hgcm_abi::{ClientCategory, ClientId, Requestor, VmEvent};
 
 use crate::call::Call;
@@ -58,7 +58,7 @@ pub trait Service: Send + 'static {
     /// A synchronous call from the embedder; returns a status.
     fn host_call(&mut self, function: u32, params: &mut Params) -> i32 {
         let _ = (function, params);
-        VERR_NOT_SUPPORTED
+        Status::VERR_NOT_SUPPORTED.raw()
     }
 
     /// The service-wide state to save.

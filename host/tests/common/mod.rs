@@ -11,7 +11,7 @@ use crossbeam_channel::{Receiver, bounded};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmmdev_hgcm::{
     Buffer, CallOutcome, CallRequest, ClientId, ConnectOutcome, Direction, DisconnectOutcome, Hgcm,
-    HgcmConfig, Parm, RequestId, Requestor, SubmitError,
+    HgcmConfig, Limits, Parm, RequestId, Requestor, SubmitError,
 };
 
 /// How long a test waits for a completion that must come.
@@ -27,6 +27,17 @@ pub const USER: Requestor = Requestor(0x8 | 0x6);
 pub fn hgcm_with_echo(config: &str) -> Hgcm {
     let hgcm = Hgcm::new(HgcmConfig::default());
     hgcm.register_builtin(vmmdev_svc_echo::echo_entry, config)
+        .expect("echo registers");
+    hgcm
+}
+
+/// An instance with the given limits and the Echo service.
+pub fn echo_with_limits(limits: Limits) -> Hgcm {
+    let hgcm = Hgcm::new(HgcmConfig {
+        limits,
+        ..HgcmConfig::default()
+    });
+    hgcm.register_builtin(vmmdev_svc_echo::echo_entry, "")
         .expect("echo registers");
     hgcm
 }
@@ -70,6 +81,24 @@ pub fn request(client: ClientId, function: u32, params: Vec<Parm>) -> CallReques
         requestor: KERNEL,
         restored: false,
     }
+}
+
+/// An Echo `FN_WAIT` without timeout: pending until woken, cancelled or disconnected.
+pub fn wait_forever(client: ClientId) -> CallRequest {
+    request(
+        client,
+        vmmdev_svc_echo::FN_WAIT,
+        vec![Parm::U32(0), Parm::U32(0)],
+    )
+}
+
+/// Submits [`wait_forever`] and returns once the Echo service has parked it (the only waiter).
+pub fn park_wait(hgcm: &Hgcm, client: ClientId) -> (RequestId, Receiver<CallOutcome>) {
+    let submitted = submit(hgcm, wait_forever(client)).expect("wait accepted");
+    eventually("the wait to be parked", || {
+        host_count(hgcm, vmmdev_svc_echo::HOST_FN_WAITER_COUNT) == 1
+    });
+    submitted
 }
 
 /// Submits a call; the receiver gets its outcome.

@@ -33,11 +33,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use vmmdev_hgcm_sdk::status::{
-    VERR_ACCESS_DENIED, VERR_BUFFER_OVERFLOW, VERR_INVALID_PARAMETER, VERR_NO_MEMORY,
-    VERR_NOT_SUPPORTED, VINF_SUCCESS,
-};
-use vmmdev_hgcm_sdk::{Call, ClientId, Host, Params, Requestor, Service};
+use vmmdev_hgcm_sdk::{Call, ClientId, Host, Params, Requestor, Service, Status};
 
 mod waiters;
 
@@ -106,10 +102,10 @@ impl Echo {
         for flag in config.split([',', ' ']).filter(|f| !f.is_empty()) {
             match flag {
                 "allow_panic" => allow_panic = true,
-                _ => return Err(VERR_INVALID_PARAMETER),
+                _ => return Err(Status::VERR_INVALID_PARAMETER.raw()),
             }
         }
-        let waiters = Waiters::start().map_err(|_| VERR_NO_MEMORY)?;
+        let waiters = Waiters::start().map_err(|_| Status::VERR_NO_MEMORY.raw())?;
         Ok(Echo {
             host,
             allow_panic,
@@ -124,15 +120,17 @@ impl Echo {
         let data = params
             .buffer(0)?
             .copy_in(MAX_ECHO_BYTES)
-            .map_err(|_| VERR_INVALID_PARAMETER)?;
+            .map_err(|_| Status::VERR_INVALID_PARAMETER.raw())?;
         let mut out = params.buffer_mut(1)?;
-        let copied = out.write_at(0, &data).map_err(|_| VERR_INVALID_PARAMETER)?;
+        let copied = out
+            .write_at(0, &data)
+            .map_err(|_| Status::VERR_INVALID_PARAMETER.raw())?;
         out.set_reported_len(copied)
-            .map_err(|_| VERR_INVALID_PARAMETER)?;
+            .map_err(|_| Status::VERR_INVALID_PARAMETER.raw())?;
         Ok(if copied < data.len() {
-            VERR_BUFFER_OVERFLOW
+            Status::VERR_BUFFER_OVERFLOW.raw()
         } else {
-            VINF_SUCCESS
+            Status::VINF_SUCCESS.raw()
         })
     }
 
@@ -142,7 +140,7 @@ impl Echo {
         let payload = params
             .buffer(1)?
             .copy_in(MAX_NOTIFY_BYTES)
-            .map_err(|_| VERR_INVALID_PARAMETER)?;
+            .map_err(|_| Status::VERR_INVALID_PARAMETER.raw())?;
         Ok(self.host.notify(code, &payload))
     }
 
@@ -153,7 +151,7 @@ impl Echo {
         params.set_u32(0, requestor.0)?;
         params.set_u32(1, client.0)?;
         params.set_u32(2, u32::from(restored))?;
-        Ok(VINF_SUCCESS)
+        Ok(Status::VINF_SUCCESS.raw())
     }
 
     fn stats(&self, call: &mut Call) -> Result<i32, i32> {
@@ -162,7 +160,7 @@ impl Echo {
         params.expect_count(2)?;
         params.set_u64(0, self.served)?;
         params.set_u32(1, for_client)?;
-        Ok(VINF_SUCCESS)
+        Ok(Status::VINF_SUCCESS.raw())
     }
 }
 
@@ -204,16 +202,16 @@ impl Service for Echo {
                         self.waiters.park(call, timeout);
                         return;
                     }
-                    _ => Err(VERR_INVALID_PARAMETER),
+                    _ => Err(Status::VERR_INVALID_PARAMETER.raw()),
                 }
             }
             FN_PANIC if self.allow_panic => panic!("FN_PANIC called with allow_panic set"),
-            FN_PANIC => Err(VERR_ACCESS_DENIED),
-            FN_NOOP => Ok(VINF_SUCCESS),
+            FN_PANIC => Err(Status::VERR_ACCESS_DENIED.raw()),
+            FN_NOOP => Ok(Status::VINF_SUCCESS.raw()),
             FN_NOTIFY => self.send_notification(call.params()),
             FN_INFO => Self::info(&mut call),
             FN_STATS => self.stats(&mut call),
-            _ => Err(VERR_NOT_SUPPORTED),
+            _ => Err(Status::VERR_NOT_SUPPORTED.raw()),
         };
         call.complete(status(result));
     }
@@ -227,12 +225,16 @@ impl Service for Echo {
             HOST_FN_WAKE_ALL => self.waiters.wake_all(),
             HOST_FN_CLIENT_COUNT => self.per_client.len(),
             HOST_FN_WAITER_COUNT => self.waiters.count(),
-            _ => return VERR_NOT_SUPPORTED,
+            _ => return Status::VERR_NOT_SUPPORTED.raw(),
         };
         let count = u32::try_from(count).unwrap_or(u32::MAX);
         match (function, params.is_empty()) {
-            (HOST_FN_WAKE_ALL, true) => VINF_SUCCESS,
-            _ => status(params.set_u32(0, count).map(|()| VINF_SUCCESS)),
+            (HOST_FN_WAKE_ALL, true) => Status::VINF_SUCCESS.raw(),
+            _ => status(
+                params
+                    .set_u32(0, count)
+                    .map(|()| Status::VINF_SUCCESS.raw()),
+            ),
         }
     }
 
@@ -242,9 +244,11 @@ impl Service for Echo {
 
     fn load_state(&mut self, version: u32, data: &[u8]) -> Result<(), i32> {
         if version != STATE_VERSION {
-            return Err(VERR_NOT_SUPPORTED);
+            return Err(Status::VERR_NOT_SUPPORTED.raw());
         }
-        let bytes: [u8; 8] = data.try_into().map_err(|_| VERR_INVALID_PARAMETER)?;
+        let bytes: [u8; 8] = data
+            .try_into()
+            .map_err(|_| Status::VERR_INVALID_PARAMETER.raw())?;
         self.served = u64::from_le_bytes(bytes);
         Ok(())
     }
@@ -260,9 +264,11 @@ impl Service for Echo {
 
     fn load_client(&mut self, client: ClientId, version: u32, data: &[u8]) -> Result<(), i32> {
         if version != STATE_VERSION {
-            return Err(VERR_NOT_SUPPORTED);
+            return Err(Status::VERR_NOT_SUPPORTED.raw());
         }
-        let bytes: [u8; 4] = data.try_into().map_err(|_| VERR_INVALID_PARAMETER)?;
+        let bytes: [u8; 4] = data
+            .try_into()
+            .map_err(|_| Status::VERR_INVALID_PARAMETER.raw())?;
         self.per_client.insert(client, u32::from_le_bytes(bytes));
         Ok(())
     }

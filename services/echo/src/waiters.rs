@@ -7,8 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use vmmdev_hgcm_sdk::status::{VERR_CANCELLED, VERR_TIMEOUT, VINF_SUCCESS};
-use vmmdev_hgcm_sdk::{Call, ClientId};
+use vmmdev_hgcm_sdk::{Call, ClientId, Status};
 
 use crate::{WAKE_REASON_HOST, WAKE_REASON_TIMEOUT};
 
@@ -80,7 +79,7 @@ impl Waiters {
         let woken = std::mem::take(&mut self.shared.lock().waiters);
         let count = woken.len();
         for waiter in woken {
-            finish(waiter.call, VINF_SUCCESS, WAKE_REASON_HOST);
+            finish(waiter.call, Status::VINF_SUCCESS.raw(), WAKE_REASON_HOST);
         }
         count
     }
@@ -96,7 +95,7 @@ impl Waiters {
             picked
         };
         for waiter in picked {
-            waiter.call.complete(VERR_CANCELLED);
+            waiter.call.complete(Status::VERR_CANCELLED.raw());
         }
     }
 
@@ -136,7 +135,7 @@ fn run_timer(shared: &Shared) {
         if !expired.is_empty() {
             drop(state);
             for waiter in expired {
-                finish(waiter.call, VERR_TIMEOUT, WAKE_REASON_TIMEOUT);
+                finish(waiter.call, Status::VERR_TIMEOUT.raw(), WAKE_REASON_TIMEOUT);
             }
             state = shared.lock();
             continue;
