@@ -30,7 +30,10 @@
  *
  * MEMORY OWNERSHIP
  *   - The host API table and its ctx are owned by the host and valid from the load call until
- *     unload has returned. Never call the host API after unload.
+ *     unload has returned. Never call the host API after unload: ctx is freed then, and a call
+ *     is undefined behaviour (the Rust SDK turns such calls into VERR_INVALID_STATE). The host
+ *     unloads every plugin when the framework shuts down, with calls possibly still held, so
+ *     unload must stop the plugin's own threads and forget its held handles before returning.
  *   - config is owned by the host and valid only during the load call.
  *   - name and instance are owned by the plugin and must stay valid until unload has returned;
  *     the host copies the name at load.

@@ -702,7 +702,9 @@ impl Hgcm {
 
     /// Unloads every service (on its thread, after the messages already queued) and joins the
     /// threads. Pending requests are dropped without completion. Other clones of this handle
-    /// see `ShutDown` errors afterwards.
+    /// see `ShutDown` errors afterwards. A service must not use the host API after its unload:
+    /// SDK services get `VERR_INVALID_STATE` from handles kept past it, C plugins must stop
+    /// their own threads in `unload` (see the C header).
     pub fn shutdown(self) {
         self.inner.shutdown();
     }

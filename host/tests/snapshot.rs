@@ -82,3 +82,59 @@ fn restore_replaces_existing_clients() {
         Status::VINF_SUCCESS.raw()
     );
 }
+
+/// Saves one byte of state; refuses to load any state when built with the config `refuse`.
+struct Picky {
+    refuse: bool,
+}
+
+impl vmmdev_hgcm_sdk::Service for Picky {
+    fn call(&mut self, call: vmmdev_hgcm_sdk::Call) {
+        call.complete(Status::VINF_SUCCESS.raw());
+    }
+
+    fn save_state(&mut self) -> Vec<u8> {
+        vec![1]
+    }
+
+    fn load_state(&mut self, _version: u32, _data: &[u8]) -> Result<(), i32> {
+        if self.refuse {
+            Err(Status::VERR_PARSE_ERROR.raw())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+vmmdev_hgcm_sdk::service_entry!(fn picky_entry, Picky, "Picky", |_: vmmdev_hgcm_sdk::Host, config: &str| Ok(Picky {
+    refuse: config == "refuse"
+}));
+
+#[test]
+fn restore_refused_by_load_state_fails_and_leaves_no_clients() {
+    let saver = Hgcm::new(HgcmConfig::default());
+    saver.register_builtin(picky_entry, "").expect("registers");
+    let client = connect_ok(&saver, "Picky");
+    let snapshot = saver.save().expect("saves");
+
+    let restorer = Hgcm::new(HgcmConfig::default());
+    restorer
+        .register_builtin(picky_entry, "refuse")
+        .expect("registers");
+    let before = connect_ok(&restorer, "Picky");
+    assert_eq!(
+        restorer.restore(&snapshot),
+        Err(RestoreError::Refused {
+            service: "Picky".into(),
+            what: "load_state".into(),
+            status: Status::VERR_PARSE_ERROR.raw(),
+        })
+    );
+    assert_eq!(restorer.services()[0].clients, 0);
+    for id in [client, before] {
+        assert!(
+            submit(&restorer, request(id, 1, vec![])).is_err(),
+            "{id} still accepts calls"
+        );
+    }
+}
