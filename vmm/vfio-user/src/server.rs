@@ -310,27 +310,33 @@ fn is_socket(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }
 
-/// Binds `path`, replacing a socket no server listens on any more.
+/// Listens on `path`, replacing a socket no server listens on any more. The socket is bound
+/// under a temporary name and renamed into place once it listens, so a client that waits for
+/// the path to appear never finds a socket that refuses connections.
 fn listen(path: &Path) -> Result<UnixListener, ServerError> {
+    let bind_error = |source| ServerError::Bind {
+        path: path.to_owned(),
+        source,
+    };
     if let Ok(metadata) = std::fs::symlink_metadata(path) {
         if !metadata.file_type().is_socket() {
             return Err(ServerError::NotASocket(path.to_owned()));
         }
-        match UnixStream::connect(path) {
-            Ok(_) => return Err(ServerError::SocketInUse(path.to_owned())),
-            Err(_) => {
-                log::info!("replacing the stale socket {}", path.display());
-                std::fs::remove_file(path).map_err(|source| ServerError::Bind {
-                    path: path.to_owned(),
-                    source,
-                })?;
-            }
+        if UnixStream::connect(path).is_ok() {
+            return Err(ServerError::SocketInUse(path.to_owned()));
         }
+        log::info!("replacing the stale socket {}", path.display());
     }
-    UnixListener::bind(path).map_err(|source| ServerError::Bind {
-        path: path.to_owned(),
-        source,
-    })
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(format!(".{}.new", std::process::id()));
+    let staging = PathBuf::from(staging);
+    let _ = std::fs::remove_file(&staging);
+    let listener = UnixListener::bind(&staging).map_err(bind_error)?;
+    if let Err(error) = std::fs::rename(&staging, path) {
+        let _ = std::fs::remove_file(&staging);
+        return Err(bind_error(error));
+    }
+    Ok(listener)
 }
 
 /// A connected pair for the relay and the crate's server: a listener (the crate insists on
@@ -401,6 +407,19 @@ mod tests {
         drop(UnixListener::bind(&path).unwrap());
         let listener = listen(&path).unwrap();
         drop(listener);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn new_socket_accepts_connections_and_leaves_no_staging_file() {
+        let path = temp_socket("fresh");
+        let _ = std::fs::remove_file(&path);
+        let listener = listen(&path).unwrap();
+        UnixStream::connect(&path).unwrap();
+        listener.accept().unwrap();
+        let mut staging = path.as_os_str().to_owned();
+        staging.push(format!(".{}.new", std::process::id()));
+        assert!(!PathBuf::from(staging).exists());
         std::fs::remove_file(&path).unwrap();
     }
 
