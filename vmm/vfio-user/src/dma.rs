@@ -13,7 +13,9 @@
 //! file descriptor (ROM the client keeps private) and read-only mappings are recorded, so that
 //! overlaps and unmaps stay exact, but the device sees no memory there. A mapping must lie inside
 //! its file (a shorter file would fault on access), must not overlap another, and must be
-//! page-aligned; the number of mappings is bounded.
+//! page-aligned; the number of mappings is bounded. A client that shrinks a file after mapping
+//! it can still make a device access fault: QEMU's `memory-backend-memfd` seals its memfd against
+//! shrinking (the default `seal=on`), which closes that door for the intended client.
 
 use std::collections::BTreeMap;
 use std::fs::File;

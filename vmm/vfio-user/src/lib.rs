@@ -7,9 +7,9 @@
 //!
 //! One message's path, hop by hop:
 //!
-//! 1. [`relay`](crate::VfioUserServer) — reads the message from the client, bounded, checks it
-//!    completely, counts it ([`MessageCounts`]) and forwards it to the `vfio_user` crate's server
-//!    over a private socket pair (the crate trusts its client; the relay does not);
+//! 1. the relay (inside [`VfioUserServer`]) reads the message from the client, bounded, checks
+//!    it completely, counts it ([`MessageCounts`]) and forwards it to the `vfio_user` crate's
+//!    server over a private socket pair (the crate trusts its client; the relay does not);
 //! 2. the `vfio_user` crate decodes it and calls the backend;
 //! 3. the backend routes it: region accesses to the device (BAR0 ports, BAR1 RAM, configuration
 //!    space, per [`layout`]), DMA maps to the [`dma::DmaMemory`] that publishes guest memory to

@@ -5,7 +5,8 @@
 //! leaves, through the [`crate::relay`] in front of the `vfio_user` crate's server; when the
 //! client goes, at any moment, the device is reset (pending HGCM requests dropped, clients
 //! disconnected, services and their state kept), the memory map emptied and the eventfd dropped,
-//! so the next VM starts from a fresh device on the same host state.
+//! so the next VM starts from a fresh device on the same host state. One VM is served at a time;
+//! a second client waits in the listen backlog until the first one leaves.
 //!
 //! A [`StopHandle`] ends the server from another thread (a signal handler thread): it wakes the
 //! accept and closes the current client's connection.

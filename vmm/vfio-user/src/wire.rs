@@ -3,7 +3,7 @@
 //! Every vfio-user message starts with a 16-byte little-endian header: message ID, command,
 //! total message size (header included), flags (message type, no-reply, error) and an errno
 //! for error replies. This module only encodes and decodes that header; what follows it is
-//! command-specific and is checked by [`crate::relay`].
+//! command-specific and is checked by the relay in front of the `vfio_user` crate.
 
 /// Size of the header every message starts with.
 pub const HEADER_SIZE: usize = 16;
