@@ -364,7 +364,8 @@ fn read_frame(stream: &UnixStream, max_body: usize) -> io::Result<Option<Frame>>
         Some(body) if body <= max_body => {
             let mut bytes = vec![0u8; HEADER_SIZE + body];
             bytes[..HEADER_SIZE].copy_from_slice(&head);
-            Read::read_exact(&mut &*stream, &mut bytes[HEADER_SIZE..])?;
+            let mut reader = stream;
+            reader.read_exact(&mut bytes[HEADER_SIZE..])?;
             Some(bytes)
         }
         _ => None,

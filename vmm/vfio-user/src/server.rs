@@ -255,19 +255,15 @@ impl VfioUserServer {
         let relay_result = thread::scope(|scope| {
             let device_thread = thread::Builder::new()
                 .name("vfio-user-device".into())
-                .spawn_scoped(scope, move || vfio_server.run(&mut backend));
-            let result = match &device_thread {
-                Ok(_) => Relay::new(client, &relay_end, &self.counters, &self.last_error).run(),
-                Err(error) => Err(RelayError::Server(io::Error::new(error.kind(), "spawn"))),
-            };
+                .spawn_scoped(scope, move || vfio_server.run(&mut backend))
+                .map_err(RelayError::Server)?;
+            let result = Relay::new(client, &relay_end, &self.counters, &self.last_error).run();
             // The crate's loop ends when its connection closes.
             let _ = relay_end.shutdown(std::net::Shutdown::Both);
-            if let Ok(device_thread) = device_thread {
-                match device_thread.join() {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => log::debug!("vfio-user device server ended: {error}"),
-                    Err(_) => log::error!("the vfio-user device server panicked"),
-                }
+            match device_thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => log::debug!("vfio-user device server ended: {error}"),
+                Err(_) => log::error!("the vfio-user device server panicked"),
             }
             result
         });
