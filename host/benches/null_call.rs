@@ -1,15 +1,21 @@
 //! Null-call latency through the framework, next to a bare cross-thread round trip.
 //!
 //! "HGCM null call": the Echo service's `FN_NOOP`, submitted with `Hgcm::call`, carried to the
-//! service thread, completed there, and the completion signals the waiting client thread.
-//! "Bare round trip": the same two thread hops with nothing in between — a crossbeam channel to a
-//! server thread and a reply channel back. Both run with 1 and with 8 concurrent clients (one
-//! service / server thread in each case).
+//! service thread, completed there through the plugin ABI and the SDK, and the completion
+//! signals the waiting client thread. "Bare round trip": the same two thread hops with nothing in
+//! between: a crossbeam channel to a server thread and a reply channel back.
 //!
-//! Criterion measures the 1-client means; a second pass records every call's latency to report
-//! p50/p99 and calls per second for 1 and 8 clients, and the framework/bare ratios.
+//! To make the two comparable on a small, shared machine:
+//! * the client thread runs on CPU 0 and the service / server thread on CPU 1 (pinned with
+//!   `sched_setaffinity`; the framework's service thread is found by its name), so both paths
+//!   get the same placement;
+//! * the two paths are measured interleaved, in alternating batches in the same process, so a
+//!   change in machine load hits both alike;
+//! * every call's latency is recorded; p50/p99 and calls/s come from all batches together.
 //!
-//! Run: `cargo bench -p vmmdev-hgcm --bench null_call`
+//! Criterion then gives the 1-client means of both paths (same pinning).
+//!
+//! Run: `cargo bench -p vmmdev-hgcm --bench null_call` (`-- --quick` for a short smoke run).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +25,33 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use vmmdev_hgcm::{CallRequest, ClientId, Hgcm, HgcmConfig, Requestor};
+
+/// The CPU the client threads run on.
+const CLIENT_CPU: usize = 0;
+/// The CPU the service (or bare server) thread runs on.
+const SERVER_CPU: usize = 1;
+
+/// Pins the thread with kernel id `tid` (0: the calling thread) to `cpu`; false if the kernel
+/// refused (fewer CPUs, a restricted cpuset).
+fn pin(tid: libc::pid_t, cpu: usize) -> bool {
+    // SAFETY: `cpu_set_t` is plain data for which all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid set and `cpu` is below CPU_SETSIZE on any machine this runs on.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: a valid set of the size passed; the kernel validates `tid`.
+    unsafe { libc::sched_setaffinity(tid, size_of::<libc::cpu_set_t>(), &set) == 0 }
+}
+
+/// The kernel id of this process's thread named `name`.
+fn thread_named(name: &str) -> Option<libc::pid_t> {
+    std::fs::read_dir("/proc/self/task").ok()?.find_map(|task| {
+        let task = task.ok()?;
+        let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+        (comm.trim_end() == name)
+            .then(|| task.file_name().to_str()?.parse().ok())
+            .flatten()
+    })
+}
 
 /// One way of doing a round trip, per client thread.
 trait RoundTrip: Send {
@@ -37,7 +70,7 @@ impl HgcmClient {
         let (tx, rx) = bounded(1);
         hgcm.connect(
             vmmdev_svc_echo::SERVICE_NAME,
-            Requestor(1),
+            Requestor::KERNEL_DRIVER,
             Box::new(move |o| {
                 let _ = tx.send(o);
             }),
@@ -61,7 +94,7 @@ impl RoundTrip for HgcmClient {
             client: self.client,
             function: vmmdev_svc_echo::FN_NOOP,
             params: Vec::new(),
-            requestor: Requestor(1),
+            requestor: Requestor::KERNEL_DRIVER,
             restored: false,
         };
         self.hgcm
@@ -76,6 +109,19 @@ impl RoundTrip for HgcmClient {
     }
 }
 
+/// The Echo service on its own, pinned, thread.
+fn echo_hgcm() -> Hgcm {
+    let hgcm = Hgcm::new(HgcmConfig::default());
+    hgcm.register_builtin(vmmdev_svc_echo::echo_entry, "")
+        .expect("echo registers");
+    // The first service registered runs on the thread named after slot 0.
+    match thread_named("hgcm-svc-0") {
+        Some(tid) if pin(tid, SERVER_CPU) => {}
+        _ => eprintln!("warning: the service thread could not be pinned"),
+    }
+    hgcm
+}
+
 /// A server thread answering every request on the reply channel it carries.
 struct BareServer {
     requests: Sender<Sender<()>>,
@@ -86,6 +132,9 @@ impl BareServer {
     fn start() -> Self {
         let (requests, incoming) = unbounded::<Sender<()>>();
         let thread = std::thread::spawn(move || {
+            if !pin(0, SERVER_CPU) {
+                eprintln!("warning: the bare server thread could not be pinned");
+            }
             for reply in incoming {
                 let _ = reply.send(());
             }
@@ -131,104 +180,151 @@ impl RoundTrip for BareClient {
     }
 }
 
-fn echo_hgcm() -> Hgcm {
-    let hgcm = Hgcm::new(HgcmConfig::default());
-    hgcm.register_builtin(vmmdev_svc_echo::echo_entry, "")
-        .expect("echo registers");
-    hgcm
+/// Samples of one path: every call's latency and the wall time of the batches.
+#[derive(Default)]
+struct Samples {
+    latencies: Vec<Duration>,
+    calls: usize,
+    wall: Duration,
 }
 
-/// Latency distribution and throughput of one scenario.
-struct Figures {
-    p50: Duration,
-    p99: Duration,
-    calls_per_sec: f64,
+impl Samples {
+    fn percentile(&self, q: f64) -> Duration {
+        let last = self.latencies.len().saturating_sub(1);
+        let index = ((last as f64) * q).round() as usize;
+        self.latencies.get(index).copied().unwrap_or_default()
+    }
+
+    fn calls_per_sec(&self) -> f64 {
+        self.calls as f64 / self.wall.as_secs_f64()
+    }
 }
 
-/// Runs `per_client` round trips on each client concurrently (after `warmup` each).
-fn measure<C: RoundTrip + 'static>(clients: Vec<C>, warmup: usize, per_client: usize) -> Figures {
-    let start_flag = Arc::new(AtomicBool::new(false));
+/// Runs one batch: `per_client` round trips on every client at once (each on a thread pinned to
+/// the client CPU), after `warmup` unrecorded ones. Gives the clients back for the next batch.
+fn batch<C: RoundTrip + 'static>(
+    clients: Vec<C>,
+    warmup: usize,
+    per_client: usize,
+    into: &mut Samples,
+) -> Vec<C> {
+    let go = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = clients
         .into_iter()
         .map(|mut client| {
-            let start_flag = start_flag.clone();
+            let go = go.clone();
             std::thread::spawn(move || {
+                pin(0, CLIENT_CPU);
                 for _ in 0..warmup {
                     client.round_trip();
                 }
-                while !start_flag.load(Ordering::Acquire) {
+                while !go.load(Ordering::Acquire) {
                     std::hint::spin_loop();
                 }
-                let mut samples = Vec::with_capacity(per_client);
+                let mut latencies = Vec::with_capacity(per_client);
                 for _ in 0..per_client {
-                    let t = Instant::now();
+                    let start = Instant::now();
                     client.round_trip();
-                    samples.push(t.elapsed());
+                    latencies.push(start.elapsed());
                 }
-                samples
+                (client, latencies)
             })
         })
         .collect();
     let wall = Instant::now();
-    start_flag.store(true, Ordering::Release);
-    let mut samples: Vec<Duration> = threads
-        .into_iter()
-        .flat_map(|t| t.join().expect("client thread"))
-        .collect();
-    let elapsed = wall.elapsed();
-    samples.sort_unstable();
-    let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    Figures {
-        p50: pick(0.50),
-        p99: pick(0.99),
-        calls_per_sec: samples.len() as f64 / elapsed.as_secs_f64(),
+    go.store(true, Ordering::Release);
+    let mut clients = Vec::new();
+    for thread in threads {
+        let (client, latencies) = thread.join().expect("client thread");
+        into.calls += latencies.len();
+        into.latencies.extend(latencies);
+        clients.push(client);
     }
+    into.wall += wall.elapsed();
+    clients
+}
+
+struct Plan {
+    rounds: usize,
+    warmup: usize,
+    per_client: usize,
+}
+
+/// Framework and bare path, `clients` clients each, in alternating batches.
+fn interleaved(clients: usize, plan: &Plan) -> (Samples, Samples) {
+    let hgcm = echo_hgcm();
+    let server = BareServer::start();
+    let mut framework_clients: Vec<_> = (0..clients).map(|_| HgcmClient::new(&hgcm)).collect();
+    let mut bare_clients: Vec<_> = (0..clients).map(|_| server.client()).collect();
+    let (mut framework, mut bare) = (Samples::default(), Samples::default());
+    for round in 0..plan.rounds {
+        let (warmup, n) = (plan.warmup, plan.per_client);
+        if round % 2 == 0 {
+            framework_clients = batch(framework_clients, warmup, n, &mut framework);
+            bare_clients = batch(bare_clients, warmup, n, &mut bare);
+        } else {
+            bare_clients = batch(bare_clients, warmup, n, &mut bare);
+            framework_clients = batch(framework_clients, warmup, n, &mut framework);
+        }
+    }
+    drop(framework_clients);
+    hgcm.shutdown();
+    for samples in [&mut framework, &mut bare] {
+        samples.latencies.sort_unstable();
+    }
+    (framework, bare)
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
 }
 
 fn percentiles(quick: bool) {
-    let (warmup, per_client) = if quick { (10, 100) } else { (2_000, 20_000) };
     println!();
-    println!("| clients | path | p50 (µs) | p99 (µs) | calls/s |");
-    println!("|---|---|---|---|---|");
+    println!("| clients | path | samples | p50 (µs) | p99 (µs) | calls/s |");
+    println!("|---|---|---|---|---|---|");
     for clients in [1usize, 8] {
-        let per_client = if clients == 1 {
-            per_client
-        } else {
-            per_client / 4
+        let plan = match (quick, clients) {
+            (true, _) => Plan {
+                rounds: 2,
+                warmup: 10,
+                per_client: 200,
+            },
+            (false, 1) => Plan {
+                rounds: 20,
+                warmup: 500,
+                per_client: 10_000,
+            },
+            (false, _) => Plan {
+                rounds: 10,
+                warmup: 200,
+                per_client: 2_500,
+            },
         };
-        let hgcm = echo_hgcm();
-        let framework = measure(
-            (0..clients).map(|_| HgcmClient::new(&hgcm)).collect(),
-            warmup,
-            per_client,
-        );
-        hgcm.shutdown();
-        let server = BareServer::start();
-        let bare = measure(
-            (0..clients).map(|_| server.client()).collect(),
-            warmup,
-            per_client,
-        );
-        drop(server);
-        for (path, f) in [("HGCM null call", &framework), ("bare round trip", &bare)] {
+        let (framework, bare) = interleaved(clients, &plan);
+        for (path, s) in [("HGCM null call", &framework), ("bare round trip", &bare)] {
             println!(
-                "| {clients} | {path} | {:.1} | {:.1} | {:.0} |",
-                f.p50.as_secs_f64() * 1e6,
-                f.p99.as_secs_f64() * 1e6,
-                f.calls_per_sec
+                "| {clients} | {path} | {} | {:.2} | {:.2} | {:.0} |",
+                s.latencies.len(),
+                micros(s.percentile(0.50)),
+                micros(s.percentile(0.99)),
+                s.calls_per_sec()
             );
         }
         println!(
-            "| {clients} | ratio HGCM/bare | {:.2} | {:.2} | {:.2} |",
-            framework.p50.as_secs_f64() / bare.p50.as_secs_f64(),
-            framework.p99.as_secs_f64() / bare.p99.as_secs_f64(),
-            bare.calls_per_sec / framework.calls_per_sec
+            "| {clients} | ratio HGCM/bare | | {:.2} | {:.2} | {:.2} |",
+            framework.percentile(0.50).as_secs_f64() / bare.percentile(0.50).as_secs_f64(),
+            framework.percentile(0.99).as_secs_f64() / bare.percentile(0.99).as_secs_f64(),
+            bare.calls_per_sec() / framework.calls_per_sec()
         );
     }
 }
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--test" || a == "--quick");
+    if !pin(0, CLIENT_CPU) {
+        eprintln!("warning: the client thread could not be pinned");
+    }
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))

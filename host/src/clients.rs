@@ -158,8 +158,10 @@ impl Registry {
             .read()
             .map
             .get(&id.0)
-            .filter(|c| c.is_live())
+            // Clone first: the reference count is written anyway, and a write before the read
+            // fetches the cache line once instead of twice.
             .cloned()
+            .filter(|c| c.is_live())
     }
 
     /// Removes a client (any state) and marks it gone; `None` if unknown or already gone.

@@ -407,7 +407,7 @@ impl Hgcm {
         let parms = RawParmsPtr(raw.as_mut_ptr());
         let count = raw.count();
         let id = self.next_request_id(&core);
-        let ctx = Box::new(CallCtx {
+        let ctx = CallCtx {
             client: client.clone(),
             requestor: call.requestor,
             restored: call.restored,
@@ -415,7 +415,7 @@ impl Hgcm {
             params: call.params,
             raw,
             gate,
-        });
+        };
         core.insert(
             id,
             Pending {

@@ -24,6 +24,13 @@ unsafe impl Send for RawParams {}
 
 impl RawParams {
     pub(crate) fn build(params: &[Parm]) -> RawParams {
+        if params.is_empty() {
+            // The common small case (and the null call) allocates and walks nothing.
+            return RawParams {
+                raw: Vec::new(),
+                _iov: Vec::new(),
+            };
+        }
         let iov_count: usize = params
             .iter()
             .filter_map(Parm::as_buffer)
