@@ -7,12 +7,11 @@ mod cli;
 mod signals;
 
 use std::fs::File;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use vmmdev_hgcm::{Hgcm, HgcmConfig};
+use vmmdev_host_options::HostSetupError;
 use vmmdev_vfio_user::{VfioUserServer, error_chain};
 
 use cli::Cli;
@@ -56,18 +55,20 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), Exit> {
     let cli = parse_arguments()?;
-    if let Some(message) = cli.unsupported() {
+    if let Some(message) = cli.host.unsupported() {
         return Err(Exit::usage(message));
     }
     signals::block_termination_signals()
         .map_err(|e| Exit::failure(format!("cannot block termination signals: {e}")))?;
     init_logging(&cli)?;
 
-    let hgcm = Hgcm::new(HgcmConfig {
-        plugin_search_path: plugin_search_path(),
-        ..HgcmConfig::default()
-    });
-    register_services(&hgcm, &cli)?;
+    let hgcm = cli.host.build_hgcm().map_err(|error| {
+        let message = error_chain(&error);
+        match error {
+            HostSetupError::Plugin { .. } => Exit::usage(message),
+            _ => Exit::failure(message),
+        }
+    })?;
 
     let server = VfioUserServer::new(&cli.socket, hgcm.clone(), Default::default())
         .map_err(|e| Exit::failure(error_chain(&e)))?;
@@ -132,31 +133,6 @@ fn init_logging(cli: &Cli) -> Result<(), Exit> {
         builder.target(env_logger::Target::Pipe(Box::new(file)));
     }
     builder.init();
-    Ok(())
-}
-
-/// Plugins named without a path are looked up next to the executable.
-fn plugin_search_path() -> Vec<PathBuf> {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(PathBuf::from))
-        .into_iter()
-        .collect()
-}
-
-fn register_services(hgcm: &Hgcm, cli: &Cli) -> Result<(), Exit> {
-    if !cli.no_default_services {
-        let name = hgcm
-            .register_builtin(vmmdev_svc_echo::echo_entry, "")
-            .map_err(|e| Exit::failure(format!("built-in Echo service: {}", error_chain(&e))))?;
-        log::info!("built-in service {name:?} registered");
-    }
-    for plugin in &cli.plugins {
-        let name = hgcm
-            .load_plugin(plugin, "")
-            .map_err(|e| Exit::usage(format!("--plugin {plugin}: {}", error_chain(&e))))?;
-        log::info!("plugin {plugin} provides service {name:?}");
-    }
     Ok(())
 }
 

@@ -1,0 +1,329 @@
+//! Host-side options shared by the binaries that serve the VMMDev device: the services the guest can
+//! reach over HGCM, the plugins that provide more of them, shared folders and guest properties.
+//!
+//! `vmmdev-vfio-user` (the device over vfio-user) and `vmmdev-monitor` (the device in a KVM monitor) offer
+//! the same host configuration; this crate is its one definition. A binary flattens [`HostOptions`] into
+//! its clap parser, refuses what this build cannot honour with [`HostOptions::unsupported`], and builds the
+//! HGCM framework with [`HostOptions::build_hgcm`].
+//!
+//! Every value is validated while parsing, so a bad argument is reported as one line before anything is
+//! started. Options for services the project does not have yet (`--share`, `--guest-property`) are
+//! validated and then refused explicitly: a binary never accepts a configuration it would silently ignore.
+//!
+//! ```
+//! use clap::Parser;
+//! use vmmdev_host_options::HostOptions;
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     host: HostOptions,
+//! }
+//!
+//! let cli = Cli::try_parse_from(["prog", "--guest-property", "/VM/Name=test"]).unwrap();
+//! assert_eq!(cli.host.guest_properties[0].value, "test");
+//! assert!(cli.host.unsupported().is_some(), "no guest properties service yet");
+//! ```
+
+use std::path::PathBuf;
+
+use clap::Args;
+use vmmdev_hgcm::{Hgcm, HgcmConfig};
+
+/// Longest guest property name in bytes (the service's limit is 64 including the terminator).
+const MAX_PROPERTY_NAME: usize = 63;
+/// Longest guest property value in bytes (1024 including the terminator).
+const MAX_PROPERTY_VALUE: usize = 1023;
+
+/// The host configuration options (flatten into a clap parser).
+#[derive(Clone, Debug, Default, Args)]
+pub struct HostOptions {
+    /// Shares the host directory PATH with the guest as NAME, read-only with ",ro" (repeatable).
+    #[arg(long = "share", value_name = "NAME=PATH[,ro]", value_parser = parse_share)]
+    pub shares: Vec<Share>,
+
+    /// Sets a guest property before the guest starts (repeatable); VALUE is everything after the
+    /// first '=', commas included.
+    #[arg(long = "guest-property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub guest_properties: Vec<GuestProperty>,
+
+    /// Loads an HGCM service plugin: a path, or a NAME looked up as lib<NAME>.so next to this
+    /// executable (repeatable).
+    #[arg(long = "plugin", value_name = "NAME|PATH")]
+    pub plugins: Vec<String>,
+
+    /// Registers no built-in service (by default the example service "Echo" is built in).
+    #[arg(long)]
+    pub no_default_services: bool,
+}
+
+/// A `--share` option.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Share {
+    /// Name the guest mounts.
+    pub name: String,
+    /// Host directory.
+    pub path: PathBuf,
+    /// Whether the guest may only read.
+    pub read_only: bool,
+}
+
+/// A `--guest-property` option.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestProperty {
+    /// Property name.
+    pub key: String,
+    /// Property value.
+    pub value: String,
+}
+
+/// Errors of setting up the host services.
+#[derive(Debug, thiserror::Error)]
+pub enum HostSetupError {
+    /// A built-in service could not be registered.
+    #[error("built-in {service} service")]
+    Builtin {
+        /// The service.
+        service: &'static str,
+        /// Why.
+        #[source]
+        source: vmmdev_hgcm::RegisterError,
+    },
+    /// A `--plugin` could not be loaded; this is the user's argument, so binaries report it as a usage
+    /// error.
+    #[error("--plugin {plugin}")]
+    Plugin {
+        /// The argument as given.
+        plugin: String,
+        /// Why.
+        #[source]
+        source: vmmdev_hgcm::LoadError,
+    },
+}
+
+impl HostOptions {
+    /// The first option naming a service this build does not have, as a message.
+    pub fn unsupported(&self) -> Option<String> {
+        if let Some(share) = self.shares.first() {
+            return Some(format!(
+                "--share {}: the shared folders service is not built yet",
+                share.name
+            ));
+        }
+        if let Some(property) = self.guest_properties.first() {
+            return Some(format!(
+                "--guest-property {}: the guest properties service is not built yet",
+                property.key
+            ));
+        }
+        None
+    }
+
+    /// Creates the HGCM framework with the built-in services (unless `--no-default-services`) and the
+    /// `--plugin`s, in that order. Plugins named without a path are looked up next to the executable.
+    pub fn build_hgcm(&self) -> Result<Hgcm, HostSetupError> {
+        let hgcm = Hgcm::new(HgcmConfig {
+            plugin_search_path: plugin_search_path(),
+            ..HgcmConfig::default()
+        });
+        if !self.no_default_services {
+            let name = hgcm
+                .register_builtin(vmmdev_svc_echo::echo_entry, "")
+                .map_err(|source| HostSetupError::Builtin {
+                    service: "Echo",
+                    source,
+                })?;
+            log::info!("built-in service {name:?} registered");
+        }
+        for plugin in &self.plugins {
+            let name = hgcm
+                .load_plugin(plugin, "")
+                .map_err(|source| HostSetupError::Plugin {
+                    plugin: plugin.clone(),
+                    source,
+                })?;
+            log::info!("plugin {plugin} provides service {name:?}");
+        }
+        Ok(hgcm)
+    }
+}
+
+/// The directory of the running executable, where plugins named without a path are looked up.
+fn plugin_search_path() -> Vec<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(PathBuf::from))
+        .into_iter()
+        .collect()
+}
+
+fn parse_share(text: &str) -> Result<Share, String> {
+    let (name, rest) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not NAME=PATH[,ro]"))?;
+    if name.is_empty() || name.contains(['/', '\\', '\0']) {
+        return Err(format!(
+            "share name '{name}' must be non-empty, without '/', '\\' or NUL"
+        ));
+    }
+    let (path, read_only) = match rest.strip_suffix(",ro") {
+        Some(path) => (path, true),
+        None => (rest, false),
+    };
+    if path.is_empty() {
+        return Err(format!("share '{name}' has no path"));
+    }
+    let path = PathBuf::from(path);
+    if !path.is_dir() {
+        return Err(format!(
+            "share '{name}': {} is not a directory",
+            path.display()
+        ));
+    }
+    Ok(Share {
+        name: name.to_owned(),
+        path,
+        read_only,
+    })
+}
+
+fn parse_property(text: &str) -> Result<GuestProperty, String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not KEY=VALUE"))?;
+    if key.is_empty() || key.len() > MAX_PROPERTY_NAME {
+        return Err(format!(
+            "guest property name '{key}' must be 1 to {MAX_PROPERTY_NAME} bytes"
+        ));
+    }
+    if key.contains(['*', '?', '|', '\0']) {
+        return Err(format!(
+            "guest property name '{key}' must not contain '*', '?', '|' or NUL"
+        ));
+    }
+    if value.len() > MAX_PROPERTY_VALUE || value.contains('\0') {
+        return Err(format!(
+            "guest property '{key}': the value must be at most {MAX_PROPERTY_VALUE} bytes, without NUL"
+        ));
+    }
+    Ok(GuestProperty {
+        key: key.to_owned(),
+        value: value.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        host: HostOptions,
+    }
+
+    fn parse(args: &[&str]) -> Result<HostOptions, clap::Error> {
+        Cli::try_parse_from(std::iter::once("prog").chain(args.iter().copied())).map(|c| c.host)
+    }
+
+    #[test]
+    fn plugins_collect_in_order() {
+        let host = parse(&["--plugin", "a", "--plugin", "/p/b.so"]).unwrap();
+        assert_eq!(host.plugins, ["a", "/p/b.so"]);
+        assert!(!host.no_default_services);
+    }
+
+    #[test]
+    fn share_takes_name_path_and_read_only_suffix() {
+        let dir = std::env::temp_dir();
+        let host = parse(&["--share", &format!("docs={},ro", dir.display())]).unwrap();
+        assert_eq!(
+            host.shares,
+            [Share {
+                name: "docs".into(),
+                path: dir,
+                read_only: true
+            }]
+        );
+    }
+
+    #[test]
+    fn share_of_a_missing_directory_is_refused() {
+        let error = parse(&["--share", "x=/no/such/dir"]).unwrap_err();
+        assert!(error.to_string().contains("is not a directory"), "{error}");
+    }
+
+    #[test]
+    fn share_without_name_or_equals_is_refused() {
+        assert!(parse(&["--share", "=/tmp"]).is_err());
+        assert!(parse(&["--share", "/tmp"]).is_err());
+        assert!(parse(&["--share", "a/b=/tmp"]).is_err());
+    }
+
+    #[test]
+    fn guest_property_value_is_everything_after_the_first_equals() {
+        let host = parse(&["--guest-property", "/A/B=x=1,y=2"]).unwrap();
+        assert_eq!(
+            host.guest_properties,
+            [GuestProperty {
+                key: "/A/B".into(),
+                value: "x=1,y=2".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn guest_property_with_invalid_name_is_refused() {
+        for arg in ["=v", "a*b=v", "novalue"] {
+            assert!(parse(&["--guest-property", arg]).is_err(), "{arg}");
+        }
+        let long = format!("{}=v", "k".repeat(64));
+        assert!(parse(&["--guest-property", &long]).is_err());
+    }
+
+    #[test]
+    fn options_for_missing_services_are_refused_explicitly() {
+        let host = parse(&["--guest-property", "/A=1"]).unwrap();
+        let message = host.unsupported().unwrap();
+        assert!(
+            message.contains("guest properties service is not built yet"),
+            "{message}"
+        );
+        let dir = std::env::temp_dir().display().to_string();
+        let host = parse(&["--share", &format!("s={dir}")]).unwrap();
+        assert!(host.unsupported().unwrap().contains("shared folders"));
+        assert_eq!(parse(&[]).unwrap().unsupported(), None);
+    }
+
+    #[test]
+    fn default_services_include_echo() {
+        let hgcm = parse(&[]).unwrap().build_hgcm().unwrap();
+        let names: Vec<String> = hgcm.services().iter().map(|s| s.name.to_string()).collect();
+        hgcm.shutdown();
+        assert_eq!(names, ["Echo"]);
+    }
+
+    #[test]
+    fn no_default_services_registers_nothing() {
+        let hgcm = parse(&["--no-default-services"])
+            .unwrap()
+            .build_hgcm()
+            .unwrap();
+        let count = hgcm.services().len();
+        hgcm.shutdown();
+        assert_eq!(count, 0);
+    }
+
+    #[test]
+    fn missing_plugin_is_reported_with_its_argument() {
+        let error = parse(&["--plugin", "/no/such/libplugin.so"])
+            .unwrap()
+            .build_hgcm()
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("/no/such/libplugin.so"),
+            "{error}"
+        );
+    }
+}
