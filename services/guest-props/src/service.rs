@@ -90,11 +90,20 @@ fn parameters<T>(result: Result<T, i32>) -> Result<T, CallError> {
     result.map_err(|_| CallError::Parameters)
 }
 
-/// Who reads: a guest caller (subject to the policy) or the host.
+/// Who calls: a guest caller (subject to the policy) or the host.
 #[derive(Clone, Copy)]
-enum Reader {
+enum Caller {
     Guest(Requestor),
     Host,
+}
+
+impl Caller {
+    fn actor(self) -> Actor {
+        match self {
+            Self::Guest(_) => Actor::Guest,
+            Self::Host => Actor::Host,
+        }
+    }
 }
 
 /// Copies an input buffer after checking its size with `check`, so an oversized buffer is
@@ -302,10 +311,19 @@ impl GuestProps {
 
     // ----- reading -------------------------------------------------------------------------
 
-    fn may_read(&self, reader: Reader, name: &str) -> bool {
-        match reader {
-            Reader::Host => true,
-            Reader::Guest(requestor) => self.policy.may_read(requestor, name),
+    fn may_read(&self, caller: Caller, name: &str) -> bool {
+        match caller {
+            Caller::Host => true,
+            Caller::Guest(requestor) => self.policy.may_read(requestor, name),
+        }
+    }
+
+    fn may_write(&self, caller: Caller, name: &str) -> Result<(), CallError> {
+        match caller {
+            Caller::Guest(requestor) if !self.policy.may_write(requestor, name) => {
+                Err(CallError::PolicyDenied(name.to_owned()))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -318,7 +336,7 @@ impl GuestProps {
     }
 
     /// GET_PROP: `name`, out buffer, out timestamp, out size.
-    fn get_prop(&self, params: &mut Params, reader: Reader) -> Result<Status, CallError> {
+    fn get_prop(&self, params: &mut Params, caller: Caller) -> Result<Status, CallError> {
         parameters(params.expect_count(4))?;
         output(params, 1)?;
         parameters(params.u64(2))?;
@@ -327,7 +345,7 @@ impl GuestProps {
         let property = self
             .store
             .get(&name)
-            .filter(|_| self.may_read(reader, &name))
+            .filter(|_| self.may_read(caller, &name))
             .ok_or(CallError::NotFound)?;
         let reply = wire::get_reply(&property.value, &property.flags_text());
         parameters(params.set_u32(3, len_u32(reply.len())))?;
@@ -339,7 +357,7 @@ impl GuestProps {
     }
 
     /// ENUM_PROPS: patterns, out buffer, out size.
-    fn enum_props(&self, params: &mut Params, reader: Reader) -> Result<Status, CallError> {
+    fn enum_props(&self, params: &mut Params, caller: Caller) -> Result<Status, CallError> {
         parameters(params.expect_count(3))?;
         output(params, 1)?;
         parameters(params.u32(2))?;
@@ -352,7 +370,7 @@ impl GuestProps {
         for property in self
             .store
             .iter()
-            .filter(|p| patterns.matches(&p.name) && self.may_read(reader, &p.name))
+            .filter(|p| patterns.matches(&p.name) && self.may_read(caller, &p.name))
         {
             wire::push_enum_record(
                 &mut reply,
@@ -370,12 +388,7 @@ impl GuestProps {
     // ----- writing -------------------------------------------------------------------------
 
     /// SET_PROP / SET_PROP_VALUE: name, value, optional flags.
-    fn set_prop(
-        &mut self,
-        params: &Params,
-        actor: Actor,
-        requestor: Requestor,
-    ) -> Result<Status, CallError> {
+    fn set_prop(&mut self, params: &Params, caller: Caller) -> Result<Status, CallError> {
         if !matches!(params.len(), 2 | 3) {
             return Err(CallError::Parameters);
         }
@@ -391,37 +404,22 @@ impl GuestProps {
         } else {
             PropertyFlags::NILFLAG
         };
-        self.check_write_policy(actor, requestor, &name)?;
+        self.may_write(caller, &name)?;
         let decision = self
             .store
-            .plan_set(actor, &name, &value, flags, &mut self.clock);
+            .plan_set(caller.actor(), &name, &value, flags, &mut self.clock);
         self.decide(decision)
     }
 
     /// DEL_PROP: name.
-    fn del_prop(
-        &mut self,
-        params: &Params,
-        actor: Actor,
-        requestor: Requestor,
-    ) -> Result<Status, CallError> {
+    fn del_prop(&mut self, params: &Params, caller: Caller) -> Result<Status, CallError> {
         parameters(params.expect_count(1))?;
         let name = self.parse_name(params, 0)?;
-        self.check_write_policy(actor, requestor, &name)?;
-        let decision = self.store.plan_delete(actor, &name, &mut self.clock);
+        self.may_write(caller, &name)?;
+        let decision = self
+            .store
+            .plan_delete(caller.actor(), &name, &mut self.clock);
         self.decide(decision)
-    }
-
-    fn check_write_policy(
-        &self,
-        actor: Actor,
-        requestor: Requestor,
-        name: &str,
-    ) -> Result<(), CallError> {
-        if actor == Actor::Guest && !self.policy.may_write(requestor, name) {
-            return Err(CallError::PolicyDenied(name.to_owned()));
-        }
-        Ok(())
     }
 
     // ----- notifications -------------------------------------------------------------------
@@ -449,13 +447,13 @@ impl GuestProps {
                     .filter(|e| wanted(e))
                     .map(|e| (e.clone(), o.status))
             });
-        let mut status = Status::VINF_SUCCESS.0;
+        let mut status = Status::VINF_SUCCESS;
         let found = match retry {
             Some(found) => Some(found),
             None if timestamp != 0 => {
                 let (position, event) = self.events.find_after(timestamp, wanted);
                 if position == Position::Unknown {
-                    status = Status::VWRN_NOT_FOUND.0;
+                    status = Status::VWRN_NOT_FOUND;
                 }
                 event.map(|e| (e.clone(), status))
             }
@@ -463,7 +461,7 @@ impl GuestProps {
         };
         if let Some((event, status)) = found {
             let result = self.deliver(&mut call, &event, status, &patterns);
-            call.complete(result);
+            call.complete(result.0);
             return;
         }
         let parking = self.waiters.park(
@@ -502,9 +500,9 @@ impl GuestProps {
         &mut self,
         call: &mut Call,
         event: &Event,
-        status: i32,
+        status: Status,
         patterns: &PatternList,
-    ) -> i32 {
+    ) -> Status {
         let reply = wire::notification_reply(&event.name, event.value.as_deref(), &event.flags);
         let client = call.client();
         let params = call.params_mut();
@@ -521,10 +519,10 @@ impl GuestProps {
                         status,
                     },
                 );
-                Status::VERR_BUFFER_OVERFLOW.0
+                Status::VERR_BUFFER_OVERFLOW
             }
             Ok(_) => status,
-            Err(e) => e.status().0,
+            Err(e) => e.status(),
         }
     }
 
@@ -536,7 +534,7 @@ impl GuestProps {
             .take(|w| w.patterns.matches(&event.name) && policy.may_read(w.requestor, &event.name));
         for mut waiter in woken {
             let status = self.deliver(&mut waiter.call, event, waiter.status, &waiter.patterns);
-            waiter.call.complete(status);
+            waiter.call.complete(status.0);
         }
     }
 
@@ -605,16 +603,14 @@ impl GuestProps {
     }
 
     fn host_function(&mut self, function: u32, params: &mut Params) -> Result<Status, CallError> {
-        // Host calls carry no requestor; the policy does not apply to them.
-        let host = Requestor::LEGACY;
         match HostFunction(function) {
             HostFunction::SET_PROPS => self.bulk_load(params),
-            HostFunction::GET_PROP => self.get_prop(params, Reader::Host),
+            HostFunction::GET_PROP => self.get_prop(params, Caller::Host),
             HostFunction::SET_PROP | HostFunction::SET_PROP_VALUE => {
-                self.set_prop(params, Actor::Host, host)
+                self.set_prop(params, Caller::Host)
             }
-            HostFunction::DEL_PROP => self.del_prop(params, Actor::Host, host),
-            HostFunction::ENUM_PROPS => self.enum_props(params, Reader::Host),
+            HostFunction::DEL_PROP => self.del_prop(params, Caller::Host),
+            HostFunction::ENUM_PROPS => self.enum_props(params, Caller::Host),
             HostFunction::SET_GLOBAL_FLAGS => {
                 parameters(params.expect_count(1))?;
                 let bits = parameters(params.u32(0))?;
@@ -712,15 +708,12 @@ impl Service for GuestProps {
     }
 
     fn call(&mut self, mut call: Call) {
-        let requestor = call.requestor();
-        let reader = Reader::Guest(requestor);
+        let caller = Caller::Guest(call.requestor());
         let result = match Function(call.function()) {
-            Function::GET_PROP => self.get_prop(call.params_mut(), reader),
-            Function::SET_PROP | Function::SET_PROP_VALUE => {
-                self.set_prop(call.params(), Actor::Guest, requestor)
-            }
-            Function::DEL_PROP => self.del_prop(call.params(), Actor::Guest, requestor),
-            Function::ENUM_PROPS => self.enum_props(call.params_mut(), reader),
+            Function::GET_PROP => self.get_prop(call.params_mut(), caller),
+            Function::SET_PROP | Function::SET_PROP_VALUE => self.set_prop(call.params(), caller),
+            Function::DEL_PROP => self.del_prop(call.params(), caller),
+            Function::ENUM_PROPS => self.enum_props(call.params_mut(), caller),
             Function::GET_NOTIFICATION => return self.get_notification(call),
             _ => Ok(Status::VERR_NOT_IMPLEMENTED),
         };
@@ -790,5 +783,48 @@ impl Service for GuestProps {
 
     fn unload(&mut self) {
         Self::interrupt(self.waiters.take_all());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_string_lists_split_at_nul() {
+        assert_eq!(split_strings(b"/a\0\0/c\0"), Some(vec!["/a", "", "/c"]));
+        assert_eq!(split_strings(b""), Some(vec![]));
+    }
+
+    #[test]
+    fn bulk_string_list_without_final_nul_or_utf8_is_refused() {
+        assert_eq!(split_strings(b"/a\0/b"), None);
+        assert_eq!(split_strings(b"\xff\0"), None);
+    }
+
+    #[test]
+    fn error_chain_names_every_cause() {
+        let error = PersistError::Write {
+            path: "/x/props.jsonl".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        let text = error_chain(&error);
+        assert!(
+            text.starts_with("cannot write store /x/props.jsonl: "),
+            "{text}"
+        );
+        assert!(text.contains("not found"), "{text}");
+    }
+
+    #[test]
+    fn cancelled_buffer_access_reads_as_interrupted() {
+        assert_eq!(
+            CallError::Buffer(BufferError::Cancelled).status(),
+            Status::VERR_INTERRUPTED
+        );
+        assert_eq!(
+            CallError::PolicyDenied("/a".into()).status(),
+            Status::VERR_PERMISSION_DENIED
+        );
     }
 }

@@ -21,6 +21,7 @@
 //! event anyway.
 
 use vmmdev_hgcm_sdk::{ClientId, Requestor};
+use vmmdev_protocol::status::Status;
 
 use crate::pattern::PatternList;
 
@@ -35,7 +36,7 @@ pub struct Waiter<C> {
     pub patterns: PatternList,
     /// The status to complete it with on delivery (`VINF_SUCCESS`, or `VWRN_NOT_FOUND` if its
     /// timestamp was not in the queue).
-    pub status: i32,
+    pub status: Status,
     /// The held call.
     pub call: C,
 }
@@ -126,7 +127,7 @@ pub struct Overflowed {
     /// The event's timestamp.
     pub timestamp: u64,
     /// The status the wait would have completed with.
-    pub status: i32,
+    pub status: Status,
 }
 
 #[derive(Debug)]
@@ -216,7 +217,7 @@ mod tests {
             client,
             requestor: Requestor(1),
             patterns: PatternList::new(patterns),
-            status: 0,
+            status: Status::VINF_SUCCESS,
             call: FakeCall {
                 id,
                 cancelled: false,
@@ -298,7 +299,7 @@ mod tests {
     fn overflowed(timestamp: u64) -> Overflowed {
         Overflowed {
             timestamp,
-            status: 0,
+            status: Status::VINF_SUCCESS,
         }
     }
 
