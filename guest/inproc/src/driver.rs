@@ -49,6 +49,12 @@ pub enum GuestError {
     /// A wait ended by an interruption (a signal, for a real guest).
     #[error("interrupted")]
     Interrupted,
+    /// An answer could not be read back as the request's structure.
+    #[error("malformed answer to {0:?}")]
+    MalformedAnswer(RequestType),
+    /// The interrupt thread could not be started.
+    #[error("cannot start the interrupt thread: {0}")]
+    InterruptThread(String),
 }
 
 /// The additions version the Linux 6.1 driver reports (vboxguest_version.h).
@@ -126,7 +132,7 @@ impl Guest {
         let isr = std::thread::Builder::new()
             .name("guest-isr".into())
             .spawn(move || isr_inner.interrupt_thread())
-            .map_err(|_| GuestError::Memory(MemoryError::Create("ISR thread".into())))?;
+            .map_err(|e| GuestError::InterruptThread(e.to_string()))?;
         Ok(Guest {
             inner,
             isr: Some(isr),

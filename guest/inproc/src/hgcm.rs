@@ -104,8 +104,8 @@ impl Guest {
             .inner
             .hgcm_simple(req.as_bytes(), &CallOptions::default())?;
         check_result(RequestType::HGCM_CONNECT, result)?;
-        let answer =
-            HgcmConnectRequest::read_from_bytes(&bytes).map_err(|_| GuestError::TimedOut)?;
+        let answer = HgcmConnectRequest::read_from_bytes(&bytes)
+            .map_err(|_| GuestError::MalformedAnswer(RequestType::HGCM_CONNECT))?;
         Ok(answer.client_id.get())
     }
 

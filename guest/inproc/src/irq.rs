@@ -82,3 +82,40 @@ impl InterruptLine for GuestInterrupt {
         self.changed.notify_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn only_level_changes_are_recorded() {
+        let line = GuestInterrupt::new();
+        line.set_level(true);
+        line.set_level(true);
+        line.set_level(false);
+        line.set_level(false);
+        assert_eq!(line.take_changes(), [true, false]);
+        assert_eq!(line.raises(), 1);
+    }
+
+    #[test]
+    fn waiter_wakes_when_the_line_rises() {
+        let line = Arc::new(GuestInterrupt::new());
+        let raiser = std::thread::spawn({
+            let line = line.clone();
+            move || {
+                std::thread::sleep(Duration::from_millis(10));
+                line.set_level(true);
+            }
+        });
+        assert!(line.wait_high(Duration::from_secs(5)));
+        raiser.join().unwrap();
+    }
+
+    #[test]
+    fn wait_times_out_on_a_low_line() {
+        let line = GuestInterrupt::new();
+        assert!(!line.wait_high(Duration::from_millis(5)));
+    }
+}
