@@ -54,19 +54,27 @@ impl Client {
     }
 
     /// Counts a new pending call; false if `limit` calls are already pending.
+    ///
+    /// One atomic add (a refused attempt takes it back), rather than a load and a
+    /// compare-exchange: the counter's cache line moves between the submitting and the completing
+    /// thread on every call, and a read before the write would fetch it twice. Two submissions
+    /// racing at the limit may both be refused for an instant; never more than `limit` pass.
     pub(crate) fn try_add_call(&self, limit: u32) -> bool {
-        self.pending_calls
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < limit).then_some(n + 1)
-            })
-            .is_ok()
+        let before = self.pending_calls.fetch_add(1, Ordering::AcqRel);
+        if before >= limit {
+            self.pending_calls.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
     }
 
     pub(crate) fn call_finished(&self) {
-        // Saturating: never underflows even if accounting is asked twice.
-        let _ = self
-            .pending_calls
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let before = self.pending_calls.fetch_sub(1, Ordering::AcqRel);
+        if before == 0 {
+            // Accounting asked twice for one call: stay at zero instead of wrapping.
+            self.pending_calls.fetch_add(1, Ordering::AcqRel);
+            log::error!("HGCM call accounting of {} went below zero", self.id);
+        }
     }
 }
 

@@ -30,7 +30,7 @@
 //! A comma- or space-separated list of flags: `allow_panic`. Anything else refuses the load with
 //! `VERR_INVALID_PARAMETER`.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use vmmdev_hgcm_sdk::{Call, ClientId, Host, Params, Requestor, Service, Status};
@@ -83,7 +83,8 @@ pub struct Echo {
     allow_panic: bool,
     waiters: Waiters,
     served: u64,
-    per_client: HashMap<ClientId, u32>,
+    /// Calls served per client (a B-tree: a few clients, looked up on every call).
+    per_client: BTreeMap<ClientId, u32>,
 }
 
 impl std::fmt::Debug for Echo {
@@ -111,7 +112,7 @@ impl Echo {
             allow_panic,
             waiters,
             served: 0,
-            per_client: HashMap::new(),
+            per_client: BTreeMap::new(),
         })
     }
 
