@@ -155,7 +155,9 @@ impl Guest {
     }
 }
 
-/// A submitted call whose completion has not been collected yet.
+/// A submitted call whose completion has not been collected yet. Dropping it without
+/// [`Guest::finish_call`] leaves its guest pages allocated, as Linux does with a request it can
+/// neither cancel nor see completed.
 #[derive(Debug)]
 pub struct PendingCall {
     gpa: u64,
