@@ -5,13 +5,16 @@
 //! 33-byte name, a 1 KiB output buffer, the timestamp and size values), submitted with
 //! `Hgcm::call`, served on the service thread (name parsed, policy and lookup, reply written),
 //! completed, and the completion signals the waiting client thread. "Null call": Echo's
-//! `FN_NOOP` on the same framework instance, the baseline of the framework's own cost.
+//! `FN_NOOP` on the same framework instance, the baseline of the framework's own cost. Echo is
+//! loaded as a plugin (the same C ABI path as a built-in): linking its rlib next to this one
+//! would define the plugin entry symbol twice. The bench builds it if it is missing.
 //!
 //! Criterion measures the means; a second pass records every call's latency for p50/p99 and
 //! calls per second.
 //!
 //! Run: `cargo bench -p vmmdev-svc-guest-props --bench get_prop` (`-- --quick` for a short run).
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -20,6 +23,9 @@ use vmmdev_hgcm::{Buffer, CallRequest, ClientId, Direction, Hgcm, HgcmConfig, Pa
 use vmmdev_svc_guest_props::{Function, HostFunction, SERVICE_NAME};
 
 const KERNEL: Requestor = Requestor(1);
+const ECHO: &str = "Echo";
+/// Echo's `FN_NOOP`.
+const ECHO_FN_NOOP: u32 = 4;
 const NAME: &[u8] = b"/VirtualBox/GuestInfo/OS/Product\0";
 
 struct Client {
@@ -82,16 +88,36 @@ impl Client {
     }
 
     fn null_call(&self) -> i32 {
-        self.round_trip(vmmdev_svc_echo::FN_NOOP, Vec::new())
+        self.round_trip(ECHO_FN_NOOP, Vec::new())
     }
+}
+
+/// The Echo plugin next to this benchmark's build, built if missing.
+fn echo_plugin() -> PathBuf {
+    const FILE: &str = "libvmmdev_svc_echo.so";
+    // Benchmarks live in <target>/release/deps/.
+    let exe = std::env::current_exe().expect("benchmark path");
+    let deps = exe.parent().expect("deps dir").to_path_buf();
+    let profile = deps.parent().expect("profile dir").to_path_buf();
+    let path = profile.join(FILE);
+    if !path.is_file() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "vmmdev-svc-echo"])
+            .env("CARGO_TARGET_DIR", profile.parent().expect("target dir"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the Echo plugin failed");
+    }
+    path
 }
 
 fn framework() -> Hgcm {
     let hgcm = Hgcm::new(HgcmConfig::default());
     hgcm.register_builtin(vmmdev_svc_guest_props::guest_props_entry, "")
         .expect("guest properties register");
-    hgcm.register_builtin(vmmdev_svc_echo::echo_entry, "")
-        .expect("echo registers");
+    let echo = echo_plugin();
+    hgcm.load_plugin(echo.to_str().expect("utf-8 path"), "")
+        .expect("echo loads");
     let mut params = [
         Parm::Buffer(Buffer::host(NAME.to_vec(), Direction::ToHost)),
         Parm::Buffer(Buffer::host(b"Linux\0".to_vec(), Direction::ToHost)),
@@ -167,7 +193,7 @@ fn main() {
         .configure_from_args();
     let hgcm = framework();
     let props = Client::connect(&hgcm, SERVICE_NAME);
-    let echo = Client::connect(&hgcm, vmmdev_svc_echo::SERVICE_NAME);
+    let echo = Client::connect(&hgcm, ECHO);
     criterion.bench_function("guest_props_get_prop", |b| b.iter(|| props.get_prop()));
     criterion.bench_function("echo_null_call", |b| b.iter(|| echo.null_call()));
     criterion.final_summary();

@@ -673,3 +673,27 @@ fn bad_configuration_refuses_the_load() {
         }
     }
 }
+
+#[test]
+fn plugin_build_serves_the_same_protocol() {
+    let hgcm = vmmdev_hgcm::Hgcm::new(vmmdev_hgcm::HgcmConfig::default());
+    let path = plugin_path();
+    let name = hgcm
+        .load_plugin(path.to_str().expect("utf-8 path"), "max_props=300")
+        .expect("plugin loads");
+    assert_eq!(name, vmmdev_svc_guest_props::SERVICE_NAME);
+    let fixture = Fixture {
+        notifications: hgcm.subscribe(),
+        hgcm,
+    };
+    let guest = fixture.connect(KERNEL);
+    assert_eq!(
+        guest.set("/T/a", "plugin", Some("TRANSRESET")),
+        Status::VINF_SUCCESS
+    );
+    let got = guest.get("/T/a");
+    assert_eq!(
+        (got.value.as_str(), got.flags.as_str()),
+        ("plugin", "TRANSIENT, TRANSRESET")
+    );
+}

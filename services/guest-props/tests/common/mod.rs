@@ -392,3 +392,26 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The plugin build of the service (`libvmmdev_svc_guest_props.so`), built if needed.
+pub fn plugin_path() -> PathBuf {
+    const FILE: &str = "libvmmdev_svc_guest_props.so";
+    // Test binaries live in <target>/<profile>/deps/.
+    let exe = std::env::current_exe().expect("test binary path");
+    let deps = exe.parent().expect("deps dir").to_path_buf();
+    let profile = deps.parent().expect("profile dir").to_path_buf();
+    if let Some(found) = [&profile, &deps]
+        .iter()
+        .map(|d| d.join(FILE))
+        .find(|p| p.is_file())
+    {
+        return found;
+    }
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "-p", "vmmdev-svc-guest-props"])
+        .env("CARGO_TARGET_DIR", profile.parent().expect("target dir"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the plugin failed");
+    profile.join(FILE)
+}
