@@ -512,6 +512,14 @@ impl Shared {
     }
 
     pub(crate) fn record(&self, record: RequestRecord) {
+        log::trace!(
+            "request {} ({} bytes, requestor {:#x}) at {:#x}: {:?}",
+            RequestType(record.request_type),
+            record.size,
+            record.requestor,
+            record.gpa,
+            Status(record.status)
+        );
         let mut log = self.requests.lock();
         if log.len() >= self.config.request_log_entries.max(1) {
             log.pop_front();
