@@ -143,9 +143,7 @@ fuzz_target!(|data: &[u8]| {
                     .device
                     .pci_config_write(offset % 0x110, &[value.unwrap_or(0xFF); 4]);
             }
-            4 => harness
-                .device
-                .pio_write(PioAddress(0x504), 0, &[op[1]]),
+            4 => harness.device.pio_write(PioAddress(0x504), 0, &[op[1]]),
             _ => harness.device.submit_request(offset << 8),
         }
     }
