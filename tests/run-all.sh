@@ -20,12 +20,9 @@ VMMDEV_KERNEL="$guest_dir/vmlinux"
 VMMDEV_BZIMAGE="$guest_dir/vmlinuz"
 export VMMDEV_QEMU VMMDEV_KERNEL VMMDEV_BZIMAGE VMMDEV_INITRD_DIR
 
-# The vfio-user device server, once its crate provides the binary.
-if cargo metadata --no-deps --format-version 1 | tr '{}' '\n\n' | grep '"kind":\["bin"\]' |
-    grep -q '"name":"vmmdev-vfio-user"'; then
-    cargo build -p vmmdev-vfio-user --bin vmmdev-vfio-user
-    export VMMDEV_VFIO_USER_SERVER="$target_dir/debug/vmmdev-vfio-user"
-fi
+# The vfio-user device server the boot tests serve the device with.
+cargo build -p vmmdev-vfio-user --bin vmmdev-vfio-user
+export VMMDEV_VFIO_USER_SERVER="$target_dir/debug/vmmdev-vfio-user"
 env | grep '^VMMDEV_' | sort >&2
 
 section "cargo test"

@@ -324,9 +324,16 @@ fn listen(path: &Path) -> Result<UnixListener, ServerError> {
         }
         log::info!("replacing the stale socket {}", path.display());
     }
-    let mut staging = path.as_os_str().to_owned();
-    staging.push(format!(".{}.new", std::process::id()));
-    let staging = PathBuf::from(staging);
+    // The staging name sits beside `path` and is no longer than it, so any path that fits a
+    // `sockaddr_un` (108 bytes) has a staging name that fits too. A file name shorter than the
+    // staging name is bound in place.
+    let staging = path
+        .parent()
+        .map(|parent| parent.join(format!(".{}.s", std::process::id())))
+        .filter(|staging| staging.as_os_str().len() <= path.as_os_str().len());
+    let Some(staging) = staging else {
+        return UnixListener::bind(path).map_err(bind_error);
+    };
     let _ = std::fs::remove_file(&staging);
     let listener = UnixListener::bind(&staging).map_err(bind_error)?;
     if let Err(error) = std::fs::rename(&staging, path) {
@@ -374,6 +381,36 @@ mod tests {
             "vmmdev-vfio-user-test-{}-{name}",
             std::process::id()
         ))
+    }
+
+    #[test]
+    fn a_socket_path_of_the_longest_legal_length_can_be_listened_on() {
+        let dir = temp_socket("long-path-dir");
+        std::fs::create_dir_all(&dir).unwrap();
+        let used = dir.as_os_str().len() + 1;
+        let path = dir.join("s".repeat(107 - used));
+        assert_eq!(path.as_os_str().len(), 107);
+
+        let listener = listen(&path);
+
+        assert!(listener.is_ok(), "{:?}", listener.err());
+        assert!(is_socket(&path));
+        drop(listener);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_short_socket_name_is_bound_in_place() {
+        let dir = temp_socket("short-name-dir");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s");
+
+        let listener = listen(&path);
+
+        assert!(listener.is_ok(), "{:?}", listener.err());
+        assert!(is_socket(&path));
+        drop(listener);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -67,8 +67,9 @@ step_vboxguest_irq() {
 step_heartbeat_quiet() {
     require_vmmdev
     load_module vboxguest
-    hits=$(dmesg | grep -i -c heartbeat)
-    [ "$hits" -eq 0 ] || fail "$hits kernel log lines mention the heartbeat: $(dmesg | grep -i heartbeat | head -n 1)"
+    # The kernel command line names this step, so its echo in the log is not a heartbeat message.
+    lines=$(dmesg | grep -i heartbeat | grep -v -i 'command line')
+    [ -z "$lines" ] || fail "the kernel log mentions the heartbeat: $(printf '%s\n' "$lines" | head -n 1)"
 }
 
 # vboxsf loads on top of vboxguest; with a device it must not talk to the host yet (checked host-side).
