@@ -436,3 +436,47 @@ fn dropping_the_device_with_calls_pending_releases_it() {
     )
     .unwrap();
 }
+
+fn info_call(vm: &Vm, client: u32, requestor: u32) -> u32 {
+    let mut req = call64(
+        client,
+        vmmdev_svc_echo::FN_INFO,
+        &[
+            parm(HgcmParameter::U32(0)),
+            parm(HgcmParameter::U32(0)),
+            parm(HgcmParameter::U32(0)),
+        ],
+        &[],
+    );
+    set_u32(&mut req, 20, requestor);
+    assert_eq!(vm.send(REQ, &req), 2903);
+    assert!(vm.wait_done(REQ));
+    assert_eq!(vm.result(REQ), 0);
+    vm.u32_at(REQ + 44 + 4)
+}
+
+#[test]
+fn calls_carry_the_guest_requestor_once_announced() {
+    let vm = reported_vm();
+    let client = vm.connect(0x2000);
+    assert_eq!(info_call(&vm, client, 0x808B), 0x808B);
+}
+
+#[test]
+fn guests_without_requestor_info_are_legacy() {
+    let vm = vm();
+    let mut info2 = request(168, 58);
+    info2[24..26].copy_from_slice(&6u16.to_le_bytes());
+    info2[26..28].copy_from_slice(&0u16.to_le_bytes());
+    set_u32(&mut info2, 28, 0);
+    set_u32(&mut info2, 32, 0);
+    set_u32(&mut info2, 36, 0);
+    info2[40..46].copy_from_slice(b"6.0.0\0");
+    assert_eq!(vm.send(REQ, &info2), 0);
+    let mut info = request(32, 50);
+    set_u32(&mut info, 24, 0x0001_0004);
+    set_u32(&mut info, 28, 0);
+    assert_eq!(vm.send(REQ, &info), 0);
+    let client = vm.connect(0x2000);
+    assert_eq!(info_call(&vm, client, 0x808B), 0xFFFF_FFFF);
+}
