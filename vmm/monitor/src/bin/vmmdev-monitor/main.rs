@@ -1,0 +1,370 @@
+//! `vmmdev-monitor`: boots a Linux guest on KVM with the VMMDev device and its HGCM services in-process.
+//!
+//! Exit status: 0 when the guest rebooted or powered off, 3 when the guest crashed (triple fault, an
+//! instruction KVM could not emulate), 1 when the monitor failed, 2 for bad arguments (one line on
+//! standard error), 128 + n after signal n (SIGTERM, SIGINT).
+
+mod cli;
+mod terminal;
+
+use std::fs::File;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use vmmdev_device::VmmDev;
+use vmmdev_host_options::HostSetupError;
+use vmmdev_monitor::exits::ExitCounters;
+use vmmdev_monitor::loader::BootSource;
+use vmmdev_monitor::memory;
+use vmmdev_monitor::vm::{StopHandle, Vm, VmConfig, VmExit};
+use vmmdev_protocol::vmmdev::RequestType;
+
+use cli::Cli;
+
+const PROGRAM: &str = "vmmdev-monitor";
+/// Exit status when the guest crashed.
+const EXIT_GUEST_CRASHED: u8 = 3;
+
+/// A failure that ends the program, with its exit status.
+struct Exit {
+    status: u8,
+    message: String,
+}
+
+impl Exit {
+    fn usage(message: impl Into<String>) -> Self {
+        Exit {
+            status: 2,
+            message: message.into(),
+        }
+    }
+
+    fn failure(message: impl Into<String>) -> Self {
+        Exit {
+            status: 1,
+            message: message.into(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let started = Instant::now();
+    match run(started) {
+        Ok(status) => ExitCode::from(status),
+        Err(exit) => {
+            eprintln!("{PROGRAM}: error: {}", exit.message);
+            if exit.status != 2 {
+                log::error!("{}", exit.message);
+            }
+            ExitCode::from(exit.status)
+        }
+    }
+}
+
+fn run(started: Instant) -> Result<u8, Exit> {
+    let cli = parse_arguments()?;
+    if let Some(message) = cli.host.unsupported() {
+        return Err(Exit::usage(message));
+    }
+    init_logging(&cli)?;
+    signals::block()
+        .map_err(|e| Exit::failure(format!("cannot block termination signals: {e}")))?;
+
+    let hgcm = cli.host.build_hgcm().map_err(|error| {
+        let message = error_chain(&error);
+        match error {
+            HostSetupError::Plugin { .. } => Exit::usage(message),
+            _ => Exit::failure(message),
+        }
+    })?;
+    let stop: Arc<OnceLock<StopHandle>> = Arc::new(OnceLock::new());
+    let terminal = terminal::RawTerminal::enter_if_tty();
+    let console_input = terminal::EscapeReader::new(std::io::stdin(), {
+        let stop = Arc::clone(&stop);
+        move || {
+            if let Some(handle) = stop.get() {
+                handle.stop();
+            }
+        }
+    });
+    let config = VmConfig {
+        memory_mib: cli.memory,
+        vcpus: cli.vcpus,
+        boot: BootSource {
+            kernel: cli.kernel.clone(),
+            initrd: cli.initrd.clone(),
+            cmdline: cli.cmdline.clone(),
+        },
+        intx: cli.intx.into(),
+        console_output: Box::new(std::io::stdout()),
+        console_input: Some(Box::new(console_input)),
+    };
+    let mut vm = Vm::new(config, hgcm.clone()).map_err(|e| Exit::failure(error_chain(&e)))?;
+    let _ = stop.set(vm.stop_handle());
+    let counters = vm.counters();
+    signals::spawn_waiter(vm.stop_handle(), Arc::clone(&counters))
+        .map_err(|e| Exit::failure(format!("cannot start the signal thread: {e}")))?;
+    spawn_guest_state_logger(vm.device(), started);
+
+    let setup = started.elapsed();
+    let setup_cpu = process_cpu_time();
+    log::info!(
+        "VM ready after {:.1} ms ({:.1} ms CPU); {} vCPU(s), {} MiB",
+        setup.as_secs_f64() * 1e3,
+        setup_cpu * 1e3,
+        cli.vcpus,
+        cli.memory
+    );
+    let run = vm.run();
+    drop(terminal);
+    let (exit, times) = run.map_err(|e| Exit::failure(error_chain(&e)))?;
+    if let Some(first) = times.to_first_entry {
+        log::info!(
+            "monitor start to first guest instruction: {:.1} ms ({:.1} ms CPU to VM ready)",
+            (setup + first).as_secs_f64() * 1e3,
+            setup_cpu * 1e3
+        );
+    }
+    report(&vm, &counters, started);
+    if let Some(path) = &cli.request_log {
+        write_request_log(vm.device(), path)
+            .map_err(|e| Exit::failure(format!("--request-log {}: {e}", path.display())))?;
+    }
+    drop(vm);
+    hgcm.shutdown();
+    Ok(match exit {
+        VmExit::Reset | VmExit::Shutdown | VmExit::Stopped => 0,
+        VmExit::TripleFault | VmExit::Crashed(_) => EXIT_GUEST_CRASHED,
+    }
+    .max(signals::received_status()))
+}
+
+/// Parses the command line; `--help` and `--version` print and exit 0 here.
+fn parse_arguments() -> Result<Cli, Exit> {
+    Cli::try_parse().map_err(|error| match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = error.print();
+            std::process::exit(0);
+        }
+        _ => Exit::usage(first_line(&error.render().to_string())),
+    })
+}
+
+/// The first non-empty line of clap's message, without its "error: " prefix; a line that ends
+/// with ':' (clap's list of missing arguments) is joined with the next one.
+fn first_line(rendered: &str) -> String {
+    let mut lines = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty());
+    let first = lines.next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    match (first.ends_with(':'), lines.next()) {
+        (true, Some(next)) => format!("{first} {next}"),
+        _ => first.to_owned(),
+    }
+}
+
+/// An error and its sources, joined with ": ".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+fn init_logging(cli: &Cli) -> Result<(), Exit> {
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if let Some(path) = &cli.log_file {
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Exit::usage(format!("--log-file {}: {e}", path.display())))?;
+        builder.target(env_logger::Target::Pipe(Box::new(file)));
+    }
+    builder.init();
+    Ok(())
+}
+
+/// CPU time of this process so far, in seconds.
+fn process_cpu_time() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes one rusage structure into the pointer it is given.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return 0.0;
+    }
+    // SAFETY: getrusage succeeded, so the structure is initialised.
+    let usage = unsafe { usage.assume_init() };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// Resident set size of this process in bytes (from /proc/self/statm).
+fn resident_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// The end-of-run summary: exits, CPU, memory.
+fn report(vm: &Vm, counters: &ExitCounters, started: Instant) {
+    let rss = resident_bytes();
+    let guest = memory::resident_bytes(vm.memory());
+    log::info!(
+        "run ended after {:.1} s ({:.1} s CPU); {}",
+        started.elapsed().as_secs_f64(),
+        process_cpu_time(),
+        counters.snapshot()
+    );
+    log::info!(
+        "memory: RSS {} KiB, of which guest RAM {} KiB; monitor without guest RAM {} KiB",
+        rss / 1024,
+        guest / 1024,
+        rss.saturating_sub(guest) / 1024
+    );
+}
+
+/// Logs what the guest's driver reports about itself, with the time since the monitor started.
+fn spawn_guest_state_logger(device: &VmmDev, started: Instant) {
+    let changes = device.subscribe();
+    let spawned = std::thread::Builder::new()
+        .name("guest-state".into())
+        .spawn(move || {
+            for change in changes {
+                log::info!(
+                    "guest at {:.2} s: {change:?}",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        });
+    if let Err(error) = spawned {
+        log::warn!("cannot start the guest state logger: {error}");
+    }
+}
+
+/// One line per request: address, type (name and number), size, requestor, status.
+fn write_request_log(device: &VmmDev, path: &std::path::Path) -> std::io::Result<()> {
+    let mut file = std::io::BufWriter::new(File::create(path)?);
+    for record in device.request_log() {
+        let kind = RequestType::from(record.request_type);
+        writeln!(
+            file,
+            "gpa={:#x} type={}({}) size={} requestor={:#x} status={}",
+            record.gpa,
+            kind.name().unwrap_or("UNKNOWN"),
+            record.request_type,
+            record.size,
+            record.requestor,
+            record.status
+        )?;
+    }
+    file.flush()
+}
+
+mod signals {
+    //! SIGTERM/SIGINT end the run; SIGUSR1 logs the exit counters. A dedicated thread waits for them
+    //! with `sigwait`, after [`block`] blocked them in every thread.
+
+    use std::io;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    use vmmdev_monitor::exits::ExitCounters;
+    use vmmdev_monitor::vm::StopHandle;
+
+    const SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1];
+
+    /// 128 + the termination signal received, or 0.
+    static RECEIVED: AtomicU8 = AtomicU8::new(0);
+
+    fn set() -> libc::sigset_t {
+        // SAFETY: an all-zero sigset_t is a valid place for sigemptyset to initialise.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid sigset_t and the signal numbers are valid.
+        unsafe {
+            libc::sigemptyset(&mut set);
+            for signal in SIGNALS {
+                libc::sigaddset(&mut set, signal);
+            }
+        }
+        set
+    }
+
+    /// Blocks the signals in the calling thread and every thread it starts later.
+    pub fn block() -> io::Result<()> {
+        let set = set();
+        // SAFETY: `set` is initialised; a null old-set pointer is allowed.
+        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(())
+    }
+
+    /// The exit status a termination signal asks for, or 0.
+    pub fn received_status() -> u8 {
+        RECEIVED.load(Ordering::Acquire)
+    }
+
+    /// Starts the thread that handles the signals.
+    pub fn spawn_waiter(stop: StopHandle, counters: Arc<ExitCounters>) -> io::Result<()> {
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let set = set();
+                loop {
+                    let mut signal: libc::c_int = 0;
+                    // SAFETY: `set` is initialised and `signal` is a valid place for the result.
+                    if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
+                        continue;
+                    }
+                    if signal == libc::SIGUSR1 {
+                        log::info!("counters: {}", counters.snapshot());
+                        continue;
+                    }
+                    log::info!("signal {signal} received; stopping the VM");
+                    RECEIVED.store(128 + signal as u8, Ordering::Release);
+                    stop.stop();
+                }
+            })
+            .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_line_drops_clap_prefix_and_usage() {
+        let rendered =
+            "error: unexpected argument '--x' found\n\nUsage: vmmdev-monitor --kernel <PATH>\n";
+        assert_eq!(first_line(rendered), "unexpected argument '--x' found");
+    }
+
+    #[test]
+    fn first_line_names_the_missing_argument() {
+        let rendered = "error: the following required arguments were not provided:\n  --kernel <PATH>\n\nUsage: x\n";
+        assert_eq!(
+            first_line(rendered),
+            "the following required arguments were not provided: --kernel <PATH>"
+        );
+    }
+}
