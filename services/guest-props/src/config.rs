@@ -8,7 +8,7 @@
 //! |---|---|---|---|
 //! | `max_name_len` | 64 | 2..=4096 | largest name buffer, NUL included |
 //! | `max_value_len` | 1024 | 1..=1048576 | largest value buffer, NUL included |
-//! | `max_props` | 256 | 1..=1000000 | properties calls may create (loading is not limited) |
+//! | `max_props` | 256 | 1..=1000000 | properties calls may create, the 8 the service publishes included (loading is not limited) |
 //! | `max_pattern_len` | 1024 | 1..=65536 | largest pattern buffer, NUL included |
 //! | `max_events` | 256 | 1..=65536 | change events remembered for GET_NOTIFICATION |
 //! | `max_waits_per_client` | 16 | 1..=4096 | parked GET_NOTIFICATION calls per client |

@@ -350,7 +350,8 @@ fn parse(bytes: &[u8]) -> Result<Vec<Property>, (usize, String)> {
 }
 
 fn validate(record: Record<'_>) -> Result<Property, String> {
-    if record.name.is_empty() || !is_valid_name(&record.name) {
+    // An empty name is odd but valid: VirtualBox accepts a two-byte `\0\0` name buffer.
+    if !is_valid_name(&record.name) {
         return Err(format!("invalid property name {:?}", record.name));
     }
     if record.value.contains('\0') {
@@ -402,12 +403,16 @@ mod tests {
             property("/a", "tab\there \"quoted\" é", PropertyFlags::RDONLYHOST),
             property("/b", "", PropertyFlags::NILFLAG),
             property("/c", "line\nbreak", PropertyFlags::READONLY),
+            property("", "empty name", PropertyFlags::NILFLAG),
         ];
         {
             let (file, _) = StoreFile::open(&path).expect("opens");
             file.write(&written).expect("writes");
         }
-        let (_, read) = StoreFile::open(&path).expect("reopens");
+        let (_, mut read) = StoreFile::open(&path).expect("reopens");
+        read.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut written = written;
+        written.sort_by(|a, b| a.name.cmp(&b.name));
         assert_eq!(read, written);
     }
 

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use common::*;
-use vmmdev_hgcm::{CallRequest, Hgcm, HgcmConfig, HgcmSnapshot, RegisterError, VmEvent};
+use vmmdev_hgcm::{CallRequest, Hgcm, HgcmConfig, HgcmSnapshot, Parm, RegisterError, VmEvent};
 use vmmdev_protocol::status::Status;
 use vmmdev_svc_guest_props::{Function, HostFunction};
 
@@ -149,6 +149,33 @@ fn persistent_properties_survive_a_restart_and_transient_ones_do_not() {
     );
     assert_eq!(guest.get("/T/transient").status, Status::VERR_NOT_FOUND);
     assert_eq!(guest.get("/T/deleted").status, Status::VERR_NOT_FOUND);
+}
+
+#[test]
+fn odd_but_valid_names_and_values_reload() {
+    let dir = TempDir::new("odd");
+    let config = store_config(&dir);
+    {
+        let fixture = Fixture::new(&config);
+        let guest = fixture.connect(KERNEL);
+        // A two-byte name buffer holding only NULs is an empty name, which VirtualBox accepts.
+        let empty_name = vec![bytes_in(b"\0\0"), string("v")];
+        assert_eq!(
+            guest.status(Function::SET_PROP_VALUE, empty_name),
+            Status::VINF_SUCCESS
+        );
+        guest.set("/T/quotes", "\"{}\"\n\t\\ é", None);
+        fixture.hgcm.shutdown();
+    }
+    let fixture = Fixture::new(&config);
+    let host = fixture.host();
+    assert_eq!(host.get("/T/quotes").value, "\"{}\"\n\t\\ é");
+    let mut params = vec![bytes_in(b"\0\0"), out(64), Parm::U64(0), Parm::U32(0)];
+    assert_eq!(
+        host.call(HostFunction::GET_PROP, &mut params),
+        Status::VINF_SUCCESS
+    );
+    assert_eq!(&buffer_bytes(params, 1)[..3], b"v\0\0");
 }
 
 #[test]
@@ -331,7 +358,7 @@ fn save_restore_keeps_the_store_the_global_flags_and_the_waits_place() {
     guest.set("/T/transient", "t", Some("TRANSRESET"));
     guest.set("/T/a", "1", None);
     let seen = guest.get("/T/a").timestamp;
-    let global_rdonlyguest = vmmdev_hgcm::Parm::U32(4);
+    let global_rdonlyguest = Parm::U32(4);
     source
         .host()
         .call(HostFunction::SET_GLOBAL_FLAGS, &mut [global_rdonlyguest]);
