@@ -513,15 +513,32 @@ impl ServiceCore {
         };
         let CallCtx {
             client,
-            mut params,
+            params,
             raw,
             gate,
             ..
         } = ctx;
+        let answer = self.deliver_completion(fate, done, status, params, &raw, gate.as_deref());
+        // After the delivery, off the path to the waiting submitter; a resubmission racing it at
+        // the exact pending-call limit may be refused, as if it had come a moment earlier.
         client.call_finished();
+        answer
+    }
+
+    /// The part of [`ServiceCore::complete_call`] after the call left the table: checks the
+    /// service's answer and runs the submitter's completion if it still wants it.
+    fn deliver_completion(
+        &self,
+        fate: Fate,
+        done: Option<Completion<CallOutcome>>,
+        status: i32,
+        mut params: Vec<Parm>,
+        raw: &RawParams,
+        gate: Option<&CallGate>,
+    ) -> i32 {
         // Out of the table, the handle admits no new access; one still open breaks the contract
         // (the transport is about to hand the memory back to the guest).
-        let violation = if gate.is_some_and(|gate| gate.is_busy()) {
+        let violation = if gate.is_some_and(CallGate::is_busy) {
             Some((
                 "completed a call while a guest access to its buffers was open".to_owned(),
                 Status::VERR_INVALID_STATE,
@@ -550,12 +567,10 @@ impl ServiceCore {
         match fate {
             Fate::Live => {
                 raw.write_back(&mut params);
-                drop(raw);
                 run(done, CallOutcome { status, params });
                 Status::VINF_SUCCESS.raw()
             }
             Fate::ClientGone => {
-                drop(raw);
                 run(
                     done,
                     CallOutcome {
