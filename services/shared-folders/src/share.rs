@@ -161,17 +161,27 @@ impl ShareRoot {
         if path.is_root() {
             return sys::fstat(self.fd()).map_err(FsError::io("stat"));
         }
-        let relative = path.to_relative();
         if follow && self.policy.follows() {
-            match self.open_relative(&relative, libc::O_PATH, 0) {
+            match self.open_path(path, libc::O_PATH, 0) {
                 Ok(fd) => return sys::fstat(fd.as_fd()).map_err(FsError::io("stat")),
                 Err(FsError::OutsideShare) => {}
                 Err(e) if e.errno() == Some(libc::ELOOP) || e.errno() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(e),
             }
         }
-        let fd = self.open_relative(&relative, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
-        sys::fstat(fd.as_fd()).map_err(FsError::io("stat"))
+        match self.entry(path) {
+            // One name relative to a confined parent: `statx` resolves nothing else. For an
+            // entry of the root this is a single system call.
+            Ok((parent, name)) => {
+                sys::statx(parent.as_fd(), &name, false).map_err(FsError::io("stat"))
+            }
+            Err(FsError::Path(_)) => {
+                // Paths ending in `.` or `..`: let the kernel resolve (and confine) all of it.
+                let fd = self.open_path(path, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+                sys::fstat(fd.as_fd()).map_err(FsError::io("stat"))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether the parent directory of `path` exists (for telling "path not found" from "file

@@ -342,6 +342,9 @@ pub(crate) fn transfer<B: BitmapSlice>(
     len: usize,
     offset: u64,
 ) -> io::Result<usize> {
+    if let [slice] = slices {
+        return transfer_one(fd, direction, slice, len, offset);
+    }
     // Keep the pointer guards alive for the whole transfer: for memory with a dirty bitmap the
     // mutable guard marks the pages dirty when it is dropped.
     let mut guards = Vec::with_capacity(slices.len());
@@ -401,6 +404,42 @@ pub(crate) fn transfer<B: BitmapSlice>(
         }
     }
     drop(guards);
+    Ok(done)
+}
+
+/// [`transfer`] for a single piece of memory (a one-page guest buffer): plain `pread`/`pwrite`,
+/// no iovec arrays.
+fn transfer_one<B: BitmapSlice>(
+    fd: BorrowedFd<'_>,
+    direction: Transfer,
+    slice: &VolatileSlice<'_, B>,
+    len: usize,
+    offset: u64,
+) -> io::Result<usize> {
+    let total = slice.len().min(len);
+    let guard = slice.ptr_guard_mut();
+    let base = guard.as_ptr();
+    let mut done = 0usize;
+    while done < total {
+        let position = i64::try_from(offset.saturating_add(done as u64))
+            .map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+        let moved = retry_eintr(|| {
+            // SAFETY: `base + done .. base + total` lies inside the volatile slice, which stays
+            // valid while `guard` (borrowing it) lives; the kernel touches at most that range.
+            check_size(unsafe {
+                let at = base.add(done).cast();
+                match direction {
+                    Transfer::Read => libc::pread(fd.as_raw_fd(), at, total - done, position),
+                    Transfer::Write => libc::pwrite(fd.as_raw_fd(), at, total - done, position),
+                }
+            })
+        })?;
+        if moved == 0 {
+            break;
+        }
+        done += moved;
+    }
+    drop(guard);
     Ok(done)
 }
 
@@ -499,5 +538,36 @@ mod tests {
         assert_eq!(n, 11);
         assert_eq!(&a, b"hell");
         assert_eq!(&b[..7], b"o world");
+    }
+
+    #[test]
+    fn single_slice_transfer_writes_then_reads_back() {
+        let dir = crate::testutil::TempDir::new();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("f"))
+            .expect("create");
+        let mut data = *b"payload";
+        let written = transfer(
+            file.as_fd(),
+            Transfer::Write,
+            &[VolatileSlice::from(&mut data[..])],
+            7,
+            3,
+        )
+        .expect("write");
+        assert_eq!(written, 7);
+        let mut back = [0u8; 10];
+        let read = transfer(
+            file.as_fd(),
+            Transfer::Read,
+            &[VolatileSlice::from(&mut back[..])],
+            10,
+            0,
+        )
+        .expect("read");
+        assert_eq!((read, &back), (10, b"\0\0\0payload"));
     }
 }
