@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Boots the end-to-end guest by hand, with the serial console on this terminal.
 #
-# Usage: boot-guest.sh [--demo] [--steps a,b,c] [--server PATH] [-- QEMU ARGS...]
-#   --demo         run the steps, then open a shell in the guest ('exit' powers off; Ctrl-A x quits QEMU);
-#                  the default runs the steps and powers off, like the tests
-#   --steps LIST   the steps to run (default: all)
-#   --server PATH  serve the VMMDev device with this vfio-user server (vmmdev-vfio-user)
+# Usage: boot-guest.sh [--demo] [--steps a,b,c] [--server PATH] [--server-arg ARG]... [--append PARAMS]
+#                      [-- QEMU ARGS...]
+#   --demo           run the steps, then open a shell in the guest ('exit' powers off; Ctrl-A x quits QEMU);
+#                    the default runs the steps and powers off, like the tests
+#   --steps LIST     the steps to run (default: all)
+#   --server PATH    serve the VMMDev device with this vfio-user server (vmmdev-vfio-user)
+#   --server-arg ARG one more argument for the server (repeatable), e.g. --share or --guest-property
+#   --append PARAMS  more kernel command-line parameters
 # Uses VMMDEV_QEMU, VMMDEV_KERNEL and VMMDEV_INITRD_DIR when set (as tests/run-all.sh exports them), and
 # otherwise the cached QEMU and kernel and the image that run-all.sh built last.
 set -euo pipefail
@@ -15,11 +18,15 @@ die() { printf 'boot-guest: error: %s\n' "$*" >&2; exit 1; }
 mode=test
 steps=all
 server=""
+server_args=()
+append=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --demo) mode=demo ;;
     --steps) steps="${2:?--steps needs a list}"; shift ;;
     --server) server="${2:?--server needs a path}"; shift ;;
+    --server-arg) server_args+=("${2?--server-arg needs a value}"); shift ;;
+    --append) append="${2?--append needs parameters}"; shift ;;
     --) shift; break ;;
     *) die "unknown argument $1" ;;
     esac
@@ -41,7 +48,7 @@ device=()
 if [ -n "$server" ]; then
     run=$(mktemp -d /tmp/vmmdev-boot.XXXXXX)
     socket="$run/vmmdev.sock"
-    "$server" --socket "$socket" >"$run/server.log" 2>&1 &
+    "$server" --socket "$socket" ${server_args[@]+"${server_args[@]}"} >"$run/server.log" 2>&1 &
     server_pid=$!
     trap 'kill "$server_pid" 2>/dev/null; rm -rf "$run"' EXIT
     for _ in $(seq 100); do
@@ -56,4 +63,4 @@ fi
 "$qemu" -nodefaults -no-user-config -display none -serial mon:stdio -no-reboot -accel tcg -smp 1 -m 512M \
     -object memory-backend-memfd,id=mem,size=512M,share=on -machine pc,memory-backend=mem \
     "${device[@]}" -kernel "$kernel" -initrd "$initrd" \
-    -append "console=ttyS0 quiet panic=-1 vmmdev.mode=$mode vmmdev.steps=$steps" "$@"
+    -append "console=ttyS0 quiet panic=-1 vmmdev.mode=$mode vmmdev.steps=$steps${append:+ $append}" "$@"
