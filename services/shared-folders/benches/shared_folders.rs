@@ -336,10 +336,8 @@ impl Bench {
                     0,
                 );
                 // SAFETY: the name is a NUL-terminated literal.
-                assert_eq!(
-                    unsafe { libc::unlinkat(dir.as_raw_fd(), c"new".as_ptr(), 0) },
-                    0
-                );
+                let unlinked = unsafe { libc::unlinkat(dir.as_raw_fd(), c"new".as_ptr(), 0) };
+                assert_eq!(unlinked, 0);
             }
             (Op::List2000, Variant::Service) => {
                 let mut p = parms(OPENDIR);

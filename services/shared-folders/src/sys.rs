@@ -439,7 +439,8 @@ fn transfer_one<B: BitmapSlice>(
         }
         done += moved;
     }
-    drop(guard);
+    // `guard` lives until here, past the last system call.
+    let _ = &guard;
     Ok(done)
 }
 
