@@ -10,9 +10,14 @@ use vmmdev_hgcm_abi::ffi::{
     IoVec, PARM_BUFFER, PARM_U32, PARM_U64, RawBuffer, RawParm, RawParmValue,
 };
 
-/// The ABI form of a parameter list. The pointers inside refer to the heap of `iov` and to the
-/// memory of the `Parm`s it was built from, so it must not outlive them.
-pub(crate) struct RawParams {
+/// The ABI form of a parameter list. The pointers inside refer to the heap of the iovec array
+/// and to the memory of the `Parm`s it was built from, so it must not outlive them.
+///
+/// One pointer wide (nothing for an empty list): it lives in every pending call's table entry,
+/// which the submitting and the completing thread both touch.
+pub(crate) struct RawParams(Option<Box<Arrays>>);
+
+struct Arrays {
     raw: Vec<RawParm>,
     /// Kept only so the `RawBuffer::iov` pointers into its heap stay valid.
     _iov: Vec<IoVec>,
@@ -25,11 +30,7 @@ unsafe impl Send for RawParams {}
 impl RawParams {
     pub(crate) fn build(params: &[Parm]) -> RawParams {
         if params.is_empty() {
-            // The common small case (and the null call) allocates and walks nothing.
-            return RawParams {
-                raw: Vec::new(),
-                _iov: Vec::new(),
-            };
+            return RawParams(None);
         }
         let iov_count: usize = params
             .iter()
@@ -77,23 +78,26 @@ impl RawParams {
                 }
             })
             .collect();
-        RawParams { raw, _iov: iov }
+        RawParams(Some(Box::new(Arrays { raw, _iov: iov })))
     }
 
-    /// The array handed to the service.
+    /// The array handed to the service (null for an empty list).
     pub(crate) fn as_mut_ptr(&mut self) -> *mut RawParm {
-        self.raw.as_mut_ptr()
+        self.0
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |arrays| arrays.raw.as_mut_ptr())
     }
 
     pub(crate) fn count(&self) -> u32 {
-        self.raw.len() as u32
+        self.0.as_ref().map_or(0, |arrays| arrays.raw.len() as u32)
     }
 
     /// Copies the service's outputs into `params` (which must be the list this was built from):
     /// 32/64-bit values, and reported lengths clamped to the buffer length. The type of each
     /// parameter is the host's; whatever the service wrote into `kind` is ignored.
     pub(crate) fn write_back(&self, params: &mut [Parm]) {
-        for (parm, raw) in params.iter_mut().zip(&self.raw) {
+        let raw_params = self.0.as_ref().map_or(&[][..], |arrays| &arrays.raw[..]);
+        for (parm, raw) in params.iter_mut().zip(raw_params) {
             // SAFETY: every member of the union is plain old data and was initialised as a whole
             // by `build`, so reading any member is defined whatever the service wrote.
             unsafe {
