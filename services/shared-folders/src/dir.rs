@@ -191,11 +191,6 @@ impl Listing {
         }
     }
 
-    /// Whether this is a filtered search.
-    pub fn is_search(&self) -> bool {
-        self.pattern.is_some()
-    }
-
     /// Starts over.
     pub fn rewind(&mut self) -> Result<(), FsError> {
         self.stream.rewind()

@@ -68,6 +68,7 @@ pub mod host;
 pub mod info;
 pub mod mappings;
 pub mod path;
+pub mod persist;
 pub mod server;
 pub mod service;
 pub mod share;

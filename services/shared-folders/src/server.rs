@@ -22,13 +22,14 @@ use vmmdev_protocol::services::shared_folders::{
     VolInfo,
 };
 
-use crate::config::{ServiceConfig, ShareConfig, SymlinkPolicy};
+use crate::config::{ServiceConfig, ShareConfig, SymlinkPolicy, names_match};
 use crate::dir::{self, FillRequest, Filled, Listing, Pattern};
 use crate::error::FsError;
 use crate::handles::{FileObject, HandleTable, Object, OpenHandle};
 use crate::info;
 use crate::mappings::{Mapping, MappingError, MappingTable, Removal};
 use crate::path::{Delimiter, GuestPath};
+use crate::persist::{PersistError, SavedMap, SavedSession};
 use crate::share::ShareRoot;
 use crate::string::{self, Encoding};
 use crate::sys::{self, Transfer};
@@ -383,6 +384,74 @@ impl FileServer {
             }
             self.mappings.release_if_unused_placeholder(root);
         }
+    }
+
+    /// The client's session as saved bytes (see [`crate::persist`]).
+    pub fn save_session(&self, client: ClientId) -> Vec<u8> {
+        let Some(session) = self.sessions.get(&client) else {
+            return SavedSession::default().encode();
+        };
+        let mut maps: Vec<SavedMap> = session
+            .maps
+            .iter()
+            .filter_map(|(&root, &count)| {
+                let mapping = self.mappings.get(root)?;
+                Some(SavedMap {
+                    root,
+                    count,
+                    case_sensitive: mapping.guest_case_sensitive.unwrap_or(true),
+                    name: mapping.config.name.clone(),
+                })
+            })
+            .collect();
+        maps.sort_by_key(|map| map.root);
+        SavedSession {
+            utf8: session.encoding == Encoding::Utf8,
+            symlinks_as_links: session.symlinks_as_links,
+            delimiter: session.delimiter,
+            maps,
+        }
+        .encode()
+    }
+
+    /// Restores a saved session for `client` (connected again by the restore). Maps whose root
+    /// ID no longer names the same share are dropped.
+    pub fn restore_session(&mut self, client: ClientId, data: &[u8]) -> Result<(), PersistError> {
+        let saved = SavedSession::decode(data)?;
+        self.disconnect(client);
+        let mut session = Session::new(self.max_handles);
+        session.encoding = if saved.utf8 {
+            Encoding::Utf8
+        } else {
+            Encoding::Utf16
+        };
+        session.symlinks_as_links = saved.symlinks_as_links;
+        session.delimiter = saved.delimiter;
+        for map in saved.maps {
+            let Some(mapping) = self.mappings.get_mut(map.root) else {
+                log::warn!("restored {client}: root {} is gone", map.root);
+                continue;
+            };
+            let compatible = mapping
+                .guest_case_sensitive
+                .is_none_or(|mapped| mapped == map.case_sensitive);
+            if mapping.placeholder || !names_match(&mapping.config.name, &map.name) || !compatible {
+                log::warn!(
+                    "restored {client}: root {} no longer names that share",
+                    map.root
+                );
+                continue;
+            }
+            let count = map.count.min(SHFL_MAX_MAPS_PER_CLIENT_AND_ROOT);
+            if count == 0 {
+                continue;
+            }
+            mapping.map_count = mapping.map_count.saturating_add(count);
+            mapping.guest_case_sensitive = Some(map.case_sensitive);
+            session.maps.insert(map.root, count);
+        }
+        self.sessions.insert(client, session);
+        Ok(())
     }
 
     /// SET_UTF8: the client's strings are UTF-8 from now on.
@@ -775,8 +844,12 @@ impl FileServer {
                 slot.insert(Listing::search(fd, search_dir, pattern))
             }
             (slot @ None, None) => {
-                let fd =
-                    share.open_at(dir.fd.as_fd(), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+                let fd = if dir.path_only {
+                    // An attribute-only handle: open the same directory for reading.
+                    share.open_at(dir.fd.as_fd(), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?
+                } else {
+                    dir.fd.try_clone().map_err(FsError::io("dup"))?
+                };
                 slot.insert(Listing::new(fd, dir.path.clone()))
             }
         };
@@ -1092,6 +1165,144 @@ fn depth_below_root(share: &ShareRoot, dir: std::os::fd::BorrowedFd<'_>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TempDir;
+    use vmmdev_protocol::services::shared_folders::CreateParms;
+    use zerocopy::FromZeros;
+    use zerocopy::little_endian::{U32, U64};
+
+    const CLIENT: ClientId = ClientId(7);
+
+    fn shfl(text: &str) -> Vec<u8> {
+        string::build(text, Encoding::Utf8).expect("short")
+    }
+
+    /// A server sharing `dir` as "data" (and a second share "two"), with `CLIENT` mapped to
+    /// "data".
+    fn server(dir: &TempDir) -> (FileServer, u32) {
+        std::fs::create_dir_all(dir.path().join("one")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("two")).expect("mkdir");
+        std::fs::write(dir.path().join("one/f"), b"x").expect("write");
+        let config = ServiceConfig {
+            shares: vec![
+                ShareConfig::new("data", dir.path().join("one")),
+                ShareConfig::new("two", dir.path().join("two")),
+            ],
+            ..ServiceConfig::default()
+        };
+        let mut server = FileServer::new(&config).expect("server");
+        server.connect(CLIENT);
+        server.set_utf8(CLIENT).expect("utf8");
+        let root = server
+            .map_folder(CLIENT, &shfl("data"), u32::from(b'/'), true)
+            .expect("map");
+        (server, root)
+    }
+
+    fn open(server: &mut FileServer, root: u32, path: &str) -> u64 {
+        let mut parms = CreateParms::new_zeroed();
+        parms.handle = U64::new(SHFL_HANDLE_NIL);
+        parms.create_flags = U32::new(0x1100);
+        server
+            .create(CLIENT, root, &shfl(path), &mut parms)
+            .expect("open");
+        parms.handle.get()
+    }
+
+    #[test]
+    fn last_unmap_of_a_root_closes_the_clients_handles_there() {
+        let dir = TempDir::new();
+        let (mut server, root) = server(&dir);
+        let two = server
+            .map_folder(CLIENT, &shfl("two"), u32::from(b'/'), true)
+            .expect("map");
+        open(&mut server, root, "/f");
+        open(&mut server, two, "/");
+        server.unmap_folder(CLIENT, root).expect("unmap");
+        assert_eq!(server.session(CLIENT).map(Session::open_handles), Some(1));
+    }
+
+    #[test]
+    fn operations_need_the_client_to_have_mapped_the_root() {
+        let dir = TempDir::new();
+        let (mut server, _) = server(&dir);
+        let mut parms = CreateParms::new_zeroed();
+        parms.create_flags = U32::new(0x101);
+        assert!(matches!(
+            server.create(CLIENT, 1, &shfl("/"), &mut parms),
+            Err(FsError::UnknownRoot(1))
+        ));
+    }
+
+    #[test]
+    fn mapping_with_another_case_sensitivity_is_refused_while_mapped() {
+        let dir = TempDir::new();
+        let (mut server, _) = server(&dir);
+        server.connect(ClientId(8));
+        server.set_utf8(ClientId(8)).expect("utf8");
+        assert!(matches!(
+            server.map_folder(ClientId(8), &shfl("data"), u32::from(b'/'), false),
+            Err(FsError::IncompatibleCaseSensitivity)
+        ));
+    }
+
+    #[test]
+    fn disconnect_releases_the_clients_maps() {
+        let dir = TempDir::new();
+        let (mut server, root) = server(&dir);
+        server.disconnect(CLIENT);
+        assert_eq!(server.remove_share("data"), Ok(Removal::Removed));
+        assert!(server.query_map_name(root).is_err());
+    }
+
+    #[test]
+    fn restored_session_keeps_encoding_maps_and_drops_handles() {
+        let dir = TempDir::new();
+        let (mut server, root) = server(&dir);
+        server.set_symlinks(CLIENT).expect("symlinks");
+        let handle = open(&mut server, root, "/f");
+        let saved = server.save_session(CLIENT);
+        let mut restored = server_without_client(&dir);
+        restored.connect(CLIENT);
+        restored.restore_session(CLIENT, &saved).expect("restores");
+        let session = restored.session(CLIENT).expect("session");
+        assert_eq!(session.encoding(), Encoding::Utf8);
+        assert!(!session.follows_symlinks());
+        assert_eq!(session.open_handles(), 0);
+        assert!(restored.close(CLIENT, root, handle).is_err());
+        assert_eq!(open(&mut restored, root, "/f") & 0xFFFF_FFFF, 1);
+    }
+
+    #[test]
+    fn restored_maps_of_a_renamed_root_are_dropped() {
+        let dir = TempDir::new();
+        let (server, root) = server(&dir);
+        let saved = server.save_session(CLIENT);
+        let config = ServiceConfig {
+            shares: vec![ShareConfig::new("other", dir.path().join("two"))],
+            ..ServiceConfig::default()
+        };
+        let mut restored = FileServer::new(&config).expect("server");
+        restored.connect(CLIENT);
+        restored.restore_session(CLIENT, &saved).expect("restores");
+        let mut parms = CreateParms::new_zeroed();
+        parms.create_flags = U32::new(0x101);
+        assert!(
+            restored
+                .create(CLIENT, root, &shfl("/"), &mut parms)
+                .is_err()
+        );
+    }
+
+    fn server_without_client(dir: &TempDir) -> FileServer {
+        let config = ServiceConfig {
+            shares: vec![
+                ShareConfig::new("data", dir.path().join("one")),
+                ShareConfig::new("two", dir.path().join("two")),
+            ],
+            ..ServiceConfig::default()
+        };
+        FileServer::new(&config).expect("server")
+    }
 
     #[test]
     fn relative_targets_that_stay_inside_are_accepted() {

@@ -742,7 +742,12 @@ fn add_share_status(error: &AddShareError) -> i32 {
     }
 }
 
+/// Version of the saved client state ([`crate::persist`]).
+const STATE_VERSION: u32 = 1;
+
 impl Service for SharedFolders {
+    const STATE_VERSION: u32 = STATE_VERSION;
+
     fn client_limits(&self, defaults: ClientLimits) -> ClientLimits {
         ClientLimits {
             max_clients: [SHFL_MAX_CLIENTS_PER_CATEGORY; 3],
@@ -802,6 +807,20 @@ impl Service for SharedFolders {
             Ok(status) => status.raw(),
             Err(status) => status,
         }
+    }
+
+    fn save_client(&mut self, client: ClientId) -> Vec<u8> {
+        self.server.save_session(client)
+    }
+
+    fn load_client(&mut self, client: ClientId, version: u32, data: &[u8]) -> Result<(), i32> {
+        if version != STATE_VERSION {
+            return Err(Status::VERR_NOT_SUPPORTED.raw());
+        }
+        self.server.restore_session(client, data).map_err(|e| {
+            log::error!("restoring {client} failed: {e}");
+            Status::VERR_INVALID_PARAMETER.raw()
+        })
     }
 
     fn unload(&mut self) {

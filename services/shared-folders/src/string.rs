@@ -125,15 +125,6 @@ pub fn parse(buffer: &[u8], encoding: Encoding) -> Result<String, StringError> {
     }
 }
 
-/// Parses an optional input string: a zero-length buffer means "absent".
-pub fn parse_optional(buffer: &[u8], encoding: Encoding) -> Result<Option<String>, StringError> {
-    if buffer.is_empty() {
-        Ok(None)
-    } else {
-        parse(buffer, encoding).map(Some)
-    }
-}
-
 /// The storage size (`size` field) the guest declared for an output string buffer; validated
 /// as VirtualBox does for outputs (`ShflStringIsValidOut`).
 pub fn output_capacity(buffer_len: usize, header_bytes: &[u8]) -> Result<usize, StringError> {
@@ -266,11 +257,6 @@ mod tests {
             parse(&raw(4, 2, &[0x00, 0xD8, 0, 0]), Encoding::Utf16),
             Err(StringError::BadEncoding(Encoding::Utf16))
         );
-    }
-
-    #[test]
-    fn empty_optional_string_is_absent() {
-        assert_eq!(parse_optional(&[], Encoding::Utf8), Ok(None));
     }
 
     #[test]

@@ -1469,6 +1469,76 @@ fn host_add_of_a_missing_directory_needs_the_missing_flag() {
 }
 
 #[test]
+fn save_and_restore_keep_the_clients_mount() {
+    let tree = Tree::new();
+    std::fs::write(tree.host("f"), b"after restore").expect("write");
+    let config = tree.share_entry("data", "");
+    let guest = Guest::mount(&config, "data");
+    let snapshot = guest.hgcm.save().expect("saves");
+    guest.hgcm.shutdown();
+    let hgcm = hgcm_with(&config);
+    hgcm.restore(&snapshot).expect("restores");
+    let restored = Guest {
+        hgcm,
+        client: guest.client,
+        root: guest.root,
+    };
+    // Still UTF-8, still mapped: the guest reads on without remounting.
+    assert_eq!(restored.get("/f"), b"after restore");
+    assert_eq!(restored.unmap(restored.root), 0);
+}
+
+#[test]
+fn cancelled_read_never_writes_guest_memory_after_the_cancel_returns() {
+    let tree = Tree::new();
+    std::fs::write(tree.host("big"), vec![0xAB; 1 << 20]).expect("write");
+    let guest = writable(&tree);
+    let handle = guest.open("/big", cf::FAIL_IF_NEW | cf::READ);
+    for _ in 0..50 {
+        let (mem, segments) = guest_pages(256);
+        let buffer =
+            Buffer::guest(mem.clone(), segments.clone(), Direction::FromHost).expect("RAM");
+        let (id, rx) = submit(
+            &guest.hgcm,
+            guest.client,
+            Function::READ,
+            vec![
+                Parm::U32(guest.root),
+                Parm::U64(handle),
+                Parm::U64(0),
+                Parm::U32(1 << 20),
+                Parm::Buffer(buffer),
+            ],
+        );
+        if guest.hgcm.cancel(id).is_err() {
+            // Completed before the cancel: the data is there legitimately.
+            assert_eq!(rx.recv_timeout(DEADLINE).expect("completed").status, 0);
+            continue;
+        }
+        let snapshot: Vec<Vec<u8>> = segments
+            .iter()
+            .map(|(address, len)| {
+                let mut page = vec![0u8; *len];
+                mem.read_slice(&mut page, *address).expect("read");
+                page
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        for ((address, len), before) in segments.iter().zip(&snapshot) {
+            let mut page = vec![0u8; *len];
+            mem.read_slice(&mut page, *address).expect("read");
+            assert_eq!(
+                &page, before,
+                "guest memory changed after the cancel returned"
+            );
+        }
+        assert!(rx.try_recv().is_err(), "a cancelled call must not complete");
+    }
+    // The service is still healthy.
+    assert_eq!(guest.read(handle, 0, 4).1, vec![0xAB; 4]);
+}
+
+#[test]
 fn invalid_configuration_refuses_the_load() {
     let hgcm = vmmdev_hgcm::Hgcm::new(vmmdev_hgcm::HgcmConfig::default());
     for config in [
