@@ -109,3 +109,75 @@ pub(crate) fn get_u32(buffer: &[u8], offset: usize) -> u32 {
 pub(crate) fn get_u64(buffer: &[u8], offset: usize) -> u64 {
     u64::from_le_bytes(buffer[offset..offset + 8].try_into().unwrap())
 }
+
+/// Offset of HGCM call parameter `index` in a 64-bit call buffer.
+fn param_offset(index: usize) -> usize {
+    40 + 16 * index
+}
+
+/// Sets the host status in the ioctl header.
+pub(crate) fn set_status(buffer: &mut [u8], status: i32) {
+    put_i32(buffer, 12, status);
+}
+
+/// Reads the type of HGCM call parameter `index`.
+pub(crate) fn param_type(buffer: &[u8], index: usize) -> u32 {
+    get_u32(buffer, param_offset(index))
+}
+
+/// Reads the 32-bit value (or the buffer size) of HGCM call parameter `index`.
+pub(crate) fn param_u32(buffer: &[u8], index: usize) -> u32 {
+    get_u32(buffer, param_offset(index) + 4)
+}
+
+/// Reads the 64-bit value of HGCM call parameter `index`.
+pub(crate) fn param_u64(buffer: &[u8], index: usize) -> u64 {
+    get_u64(buffer, param_offset(index) + 4)
+}
+
+/// Writes the 32-bit value of HGCM call parameter `index`.
+pub(crate) fn set_param_u32(buffer: &mut [u8], index: usize, value: u32) {
+    put_u32(buffer, param_offset(index) + 4, value);
+}
+
+/// Writes the 64-bit value of HGCM call parameter `index`.
+pub(crate) fn set_param_u64(buffer: &mut [u8], index: usize, value: u64) {
+    let offset = param_offset(index) + 4;
+    buffer[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
+}
+
+/// The bytes of the caller's LinAddr buffer of parameter `index`, read while the ioctl runs.
+pub(crate) fn user_bytes(buffer: &[u8], index: usize) -> Vec<u8> {
+    let size = param_u32(buffer, index) as usize;
+    let address = get_u64(buffer, param_offset(index) + 8) as usize;
+    if size == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the transport contract guarantees that a LinAddr parameter points to memory valid
+    // for reads of its size until the ioctl returns, and this runs inside the ioctl.
+    unsafe { std::slice::from_raw_parts(std::ptr::with_exposed_provenance::<u8>(address), size) }
+        .to_vec()
+}
+
+/// Writes `bytes` into the caller's LinAddr buffer of parameter `index`, as the driver copies
+/// the host's output back, and reports their length as the parameter size.
+pub(crate) fn write_user(buffer: &mut [u8], index: usize, bytes: &[u8]) {
+    let size = param_u32(buffer, index) as usize;
+    let address = get_u64(buffer, param_offset(index) + 8) as usize;
+    assert!(
+        bytes.len() <= size,
+        "{} bytes for a {size}-byte buffer",
+        bytes.len()
+    );
+    // SAFETY: the transport contract guarantees that an output LinAddr parameter points to
+    // memory valid for writes of its size until the ioctl returns, and this runs inside the
+    // ioctl; `bytes` fits that size.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            std::ptr::with_exposed_provenance_mut::<u8>(address),
+            bytes.len(),
+        );
+    }
+    set_param_u32(buffer, index, bytes.len() as u32);
+}

@@ -36,6 +36,7 @@ mod device;
 mod error;
 #[cfg(test)]
 mod fake;
+pub mod guest_props;
 mod hgcm;
 mod linux;
 mod transport;
