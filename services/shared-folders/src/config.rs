@@ -17,6 +17,9 @@
 //! * `symlinks=`: the share's [`SymlinkPolicy`] (default `deny`).
 //! * `mount=POINT`: the auto-mount point reported by QUERY_MAP_INFO (default empty).
 //! * `max_handles=N`: most handles one client may hold open at once (default 4096, 1–1048576).
+//!   Each open handle holds one host file descriptor, so the embedding process's
+//!   `RLIMIT_NOFILE` should leave room for them; when the process runs out, CREATE fails with
+//!   `VERR_TOO_MANY_OPEN_FILES` (the guest sees `ENFILE`).
 //!
 //! At most 64 shares. Anything else (unknown keys or flags, repeated flags, relative paths,
 //! missing directories) refuses the whole configuration.

@@ -444,8 +444,7 @@ fn finish_file(
             st = sys::fstat(fd.as_fd()).map_err(FsError::io("stat"))?;
         }
     }
-    let handle = FileServer::insert_handle(
-        session,
+    let handle = session.insert_handle(
         request.root,
         request.root_version,
         Object::File(FileObject { fd, access }),
@@ -477,8 +476,7 @@ fn insert_directory(
     result: CreateResult,
     st: &libc::statx,
 ) -> Result<(), FsError> {
-    let handle = FileServer::insert_handle(
-        session,
+    let handle = session.insert_handle(
         request.root,
         request.root_version,
         Object::Dir(DirObject {

@@ -72,6 +72,20 @@ impl Session {
         self.handles.len()
     }
 
+    /// Hands out a handle for `object`, opened under `root` (whose slot has `root_version`).
+    pub(crate) fn insert_handle(
+        &mut self,
+        root: u32,
+        root_version: u32,
+        object: Object,
+    ) -> Result<u64, FsError> {
+        self.handles.insert(OpenHandle {
+            root,
+            root_version,
+            object,
+        })
+    }
+
     /// Whether another handle can be opened.
     pub(crate) fn has_handle_room(&self) -> bool {
         self.handles.has_room()
@@ -1105,20 +1119,8 @@ impl FileServer {
         )
     }
 
-    /// The directory handle's object and whether the client follows symlinks (for CREATE).
-    pub(crate) fn insert_handle(
-        session: &mut Session,
-        root: u32,
-        root_version: u32,
-        object: Object,
-    ) -> Result<u64, FsError> {
-        session.handles.insert(OpenHandle {
-            root,
-            root_version,
-            object,
-        })
-    }
-
+    /// What CREATE works with: the mapping, its usable root, the root's slot version and the
+    /// client's session.
     pub(crate) fn share_parts(
         &mut self,
         client: ClientId,
