@@ -8,7 +8,8 @@
 //! - [`image`] (the `e2e-initramfs` binary, `tests/scripts/build-initramfs.sh`): the initramfs, built with
 //!   [`cpio`]; it carries the `/init` and step scripts of `tests/e2e/guest/`.
 //! - [`backend`]: the [`Backend`](backend::Backend) trait and the boot description; [`qemu`] implements it
-//!   with QEMU/TCG and the device over vfio-user ([`server`] starts the device process).
+//!   with QEMU/TCG and the device over vfio-user ([`server`] starts the device process), [`kvm`] with the
+//!   project's KVM monitor and the device in-process.
 //! - [`runner`]: one run with serial capture, time limit and clean-up ([`process`]); [`console`] parses the
 //!   guest's `@@` report lines; [`expect`] compares them with what a test expects and explains failures.
 //! - [`artifacts`]: where tests find QEMU, kernel and image (environment set by `tests/run-all.sh`).
@@ -37,6 +38,7 @@ pub mod console;
 pub mod cpio;
 pub mod expect;
 pub mod image;
+pub mod kvm;
 pub mod process;
 pub mod qemu;
 pub mod runner;

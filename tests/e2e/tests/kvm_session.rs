@@ -1,0 +1,93 @@
+//! The scripted guest session on the project's KVM monitor, with the VMMDev device in-process: one boot
+//! that runs every step of the guest image, then the host's own checks of what the device saw.
+//!
+//! Every step that passes under QEMU passes here too. On hosts whose KVM emulates guest kernel code
+//! (kvm-vmm.md §0) `tests/run-all.sh` hands over the lean kernel and a matching image; elsewhere the stock
+//! kernel. Without `/dev/kvm` (or without run-all.sh) the test prints `SKIPPED:` and returns.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vmmdev_e2e::artifacts::run_dir;
+use vmmdev_e2e::backend::BootSpec;
+use vmmdev_e2e::expect::Expectations;
+use vmmdev_e2e::kvm::{
+    KvmMonitor, REQUEST_LOG, contains_in_order, kvm_artifacts_or_skip, request_types,
+};
+use vmmdev_e2e::runner::{RunOptions, boot};
+
+/// Every step of the guest image, in its order.
+const ALL_STEPS: &[&str] = &[
+    "init",
+    "proc-mounted",
+    "sys-mounted",
+    "devtmpfs",
+    "static-hello",
+    "modules-match-kernel",
+    "pci-identity",
+    "pci-resources",
+    "vboxguest-load",
+    "vboxguest-probe",
+    "vboxguest-nodes",
+    "vboxguest-irq",
+    "heartbeat-quiet",
+    "vboxsf-load",
+    "backdoor-log",
+    "driver-version",
+    "balloon",
+    "vmmreq-hostver",
+    "vmmreq-denied",
+    "coredump",
+    "wait-event-timeout",
+    "wait-interrupt",
+    "caps",
+    "hgcm-connect",
+    "hgcm-connect-unknown",
+    "hgcm-echo",
+    "hgcm-wait-alarm",
+    "hgcm-wait-timeout",
+    "hgcm-wait-kill",
+    "hgcm-null-calls",
+];
+
+/// The driver's probe (linux-guest.md §2.2): GET_HOST_VERSION, REPORT_GUEST_INFO2, REPORT_GUEST_INFO,
+/// CTL_GUEST_FILTER_MASK, SET_GUEST_CAPABILITIES, SET_MOUSE_STATUS, GET_HYPERVISOR_INFO,
+/// HEARTBEAT_CONFIGURE, REPORT_GUEST_STATUS.
+const PROBE_SEQUENCE: &[u32] = &[4, 58, 50, 42, 56, 2, 20, 220, 59];
+
+/// The whole run: boot to `/init` takes minutes where guest kernel code is emulated.
+const RUN_TIMEOUT: Duration = Duration::from_secs(40 * 60);
+
+fn test_dir(test: &str) -> PathBuf {
+    run_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), test)
+}
+
+#[test]
+fn kvm_monitor_runs_the_scripted_session_and_sees_the_probe_in_order() {
+    let test = "kvm_monitor_runs_the_scripted_session_and_sees_the_probe_in_order";
+    let Some(artifacts) = kvm_artifacts_or_skip(test) else {
+        return;
+    };
+    let expected = Expectations::new().pass(ALL_STEPS);
+    let spec = BootSpec::test(&artifacts.kernel, &artifacts.initrd, &expected.step_names());
+    let backend = KvmMonitor::new(&artifacts.monitor);
+    let options = RunOptions {
+        timeout: RUN_TIMEOUT,
+        exit_grace: Duration::from_secs(120),
+    };
+
+    let run = boot(&backend, &spec, &test_dir(test), &options).unwrap();
+
+    println!("{}", run.summary());
+    if let Err(mismatch) = run.verify(&expected) {
+        panic!("{mismatch}");
+    }
+    let log_path = run.dir.path().join(REQUEST_LOG);
+    let log = std::fs::read_to_string(&log_path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", log_path.display()));
+    let types = request_types(&log);
+    assert!(
+        contains_in_order(&types, PROBE_SEQUENCE),
+        "the request log lacks the probe sequence {PROBE_SEQUENCE:?} in order; types seen: {types:?}"
+    );
+}
