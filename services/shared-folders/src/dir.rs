@@ -1,8 +1,9 @@
 //! Directory enumeration for LIST: the cursor lives in the directory handle.
 //!
-//! A [`Listing`] reads the directory with `getdents64` into its own buffer and hands out entries
-//! one at a time; an entry that does not fit the guest's buffer is pushed back and returned
-//! first by the next call, so nothing is lost between calls. `.` and `..` are listed like any
+//! A [`Listing`] reads the directory with `getdents64` and hands out entries until the guest's
+//! buffer is full; an entry that does not fit is given back to the kernel (the stream seeks to
+//! the position just after the last entry handed out), so the next call returns it first and
+//! an open handle keeps no entries in memory between calls. `.` and `..` are listed like any
 //! other entry (as VirtualBox does; Linux shows exactly what the host lists). Every entry is
 //! described with `statx` relative to the directory descriptor and its single name, so listing
 //! never resolves a guest path; `..` of the share root is described as the root itself, so the
@@ -25,88 +26,45 @@ use crate::share::ShareRoot;
 use crate::string::{self, Encoding};
 use crate::sys::{self, RawDirEntry};
 
-/// Bytes the kernel fills per `getdents64` call.
-const DIRENT_BUFFER_SIZE: usize = 32 * 1024;
+/// Bytes the kernel fills per `getdents64` call (one buffer shared by all listings).
+pub const DIRENT_BUFFER_SIZE: usize = 32 * 1024;
 /// Longest search pattern, in characters (one name component).
 pub const MAX_PATTERN_CHARS: usize = 255;
 
-/// A stream of raw directory entries with one entry of push-back.
+/// A directory stream whose only state between calls is the kernel's position in it.
+///
+/// Entries are read in batches into a buffer the caller lends; whatever a call does not hand
+/// out is given back to the kernel by seeking to the `d_off` cookie of the last entry handed
+/// out (or skipped), so an open directory handle holds no entry buffer between calls.
 #[derive(Debug)]
 pub(crate) struct DirStream {
     fd: OwnedFd,
-    buffer: Vec<u8>,
-    position: usize,
-    filled: usize,
-    pending: Option<RawDirEntry>,
+    /// The offset just after the last entry handed out or skipped.
+    position: i64,
     at_end: bool,
 }
 
 impl DirStream {
-    /// A stream over the directory `fd` (opened for reading), from its current position.
+    /// A stream over the directory `fd` (opened for reading and not yet read).
     pub(crate) fn new(fd: OwnedFd) -> DirStream {
         DirStream {
             fd,
-            buffer: vec![0; DIRENT_BUFFER_SIZE],
             position: 0,
-            filled: 0,
-            pending: None,
             at_end: false,
         }
     }
 
-    /// The directory descriptor.
-    pub(crate) fn fd(&self) -> &OwnedFd {
-        &self.fd
-    }
-
-    /// The next entry, or `None` at the end.
-    pub(crate) fn next_entry(&mut self) -> Result<Option<RawDirEntry>, FsError> {
-        if let Some(entry) = self.pending.take() {
-            return Ok(Some(entry));
-        }
-        loop {
-            if self.position < self.filled {
-                let Some((entry, length)) =
-                    sys::parse_dirent(&self.buffer[self.position..self.filled])
-                else {
-                    // A malformed record from the kernel: treat the rest of the batch as gone.
-                    self.position = self.filled;
-                    continue;
-                };
-                self.position += length.max(1);
-                return Ok(Some(entry));
-            }
-            if self.at_end {
-                return Ok(None);
-            }
-            let filled = sys::getdents64(self.fd.as_fd(), &mut self.buffer)
-                .map_err(FsError::io("read directory"))?;
-            self.position = 0;
-            self.filled = filled;
-            if filled == 0 {
-                self.at_end = true;
-            }
-        }
-    }
-
-    /// Returns `entry` first on the next call.
-    pub(crate) fn push_back(&mut self, entry: RawDirEntry) {
-        self.pending = Some(entry);
-    }
-
-    /// Whether the stream has nothing more to give.
-    pub(crate) fn is_exhausted(&self) -> bool {
-        self.pending.is_none() && self.at_end && self.position >= self.filled
-    }
-
     /// Starts over from the first entry.
     pub(crate) fn rewind(&mut self) -> Result<(), FsError> {
-        sys::rewind(self.fd.as_fd()).map_err(FsError::io("rewind directory"))?;
+        sys::seek_directory(self.fd.as_fd(), 0).map_err(FsError::io("rewind directory"))?;
         self.position = 0;
-        self.filled = 0;
-        self.pending = None;
         self.at_end = false;
         Ok(())
+    }
+
+    /// Puts the kernel's position back just after the last entry handed out.
+    fn give_back(&self) -> Result<(), FsError> {
+        sys::seek_directory(self.fd.as_fd(), self.position).map_err(FsError::io("seek directory"))
     }
 }
 
@@ -273,7 +231,7 @@ fn entry_stat(
     name: &str,
     follow: bool,
 ) -> Result<Option<libc::statx>, FsError> {
-    let dir = listing.stream.fd().as_fd();
+    let dir = listing.stream.fd.as_fd();
     let st = match sys::statx(dir, raw_name, false) {
         Ok(st) => st,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
@@ -296,32 +254,58 @@ fn entry_stat(
     Ok(Some(st))
 }
 
-/// Packs as many entries as fit into `out` (cleared first).
+/// Packs as many entries as fit into `out` (cleared first), reading the directory through
+/// `dirents`.
 pub fn fill(
     listing: &mut Listing,
     share: &ShareRoot,
     request: &FillRequest,
     out: &mut Vec<u8>,
+    dirents: &mut Vec<u8>,
 ) -> Result<Filled, FsError> {
     out.clear();
+    dirents.resize(DIRENT_BUFFER_SIZE, 0);
     let mut filled = Filled::default();
-    while let Some(entry) = listing.stream.next_entry()? {
-        let Some(bytes) = record(listing, share, &entry, request)? else {
-            continue;
-        };
-        if out.len() + bytes.len() > request.capacity {
-            listing.stream.push_back(entry);
-            filled.overflow = filled.entries == 0;
+    'batches: while !listing.stream.at_end {
+        let length = sys::getdents64(listing.stream.fd.as_fd(), dirents)
+            .map_err(FsError::io("read directory"))?;
+        if length == 0 {
+            listing.stream.at_end = true;
             break;
         }
-        out.extend_from_slice(&bytes);
-        filled.entries += 1;
-        if request.one {
-            break;
+        let mut at = 0;
+        while let Some((entry, record_length)) = dirents.get(at..length).and_then(sys::parse_dirent)
+        {
+            at += record_length;
+            let bytes = match record(listing, share, &entry, request) {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => {
+                    listing.stream.position = entry.next_offset;
+                    continue;
+                }
+                Err(e) => {
+                    // Leave the stream at the entry that failed, for a retry.
+                    let _ = listing.stream.give_back();
+                    return Err(e);
+                }
+            };
+            if out.len() + bytes.len() > request.capacity {
+                listing.stream.give_back()?;
+                filled.overflow = filled.entries == 0;
+                break 'batches;
+            }
+            out.extend_from_slice(&bytes);
+            filled.entries += 1;
+            listing.stream.position = entry.next_offset;
+            if request.one {
+                listing.stream.give_back()?;
+                break 'batches;
+            }
         }
+        // The whole batch was consumed: the kernel's position is just after its last entry.
     }
     filled.bytes = out.len();
-    filled.exhausted = listing.stream.is_exhausted();
+    filled.exhausted = listing.stream.at_end;
     Ok(filled)
 }
 
@@ -366,7 +350,14 @@ mod tests {
         std::fs::write(dir.path().join("a"), b"").expect("write");
         let (share, mut listing) = listing_of(&dir);
         let mut out = Vec::new();
-        let filled = fill(&mut listing, &share, &request(16384), &mut out).expect("fill");
+        let filled = fill(
+            &mut listing,
+            &share,
+            &request(16384),
+            &mut out,
+            &mut Vec::new(),
+        )
+        .expect("fill");
         let mut listed = names(&out);
         listed.sort();
         assert_eq!(listed, [".", "..", "a"]);
@@ -384,7 +375,14 @@ mod tests {
         let mut seen = Vec::new();
         let mut out = Vec::new();
         loop {
-            let filled = fill(&mut listing, &share, &request(2 * 132), &mut out).expect("fill");
+            let filled = fill(
+                &mut listing,
+                &share,
+                &request(2 * 132),
+                &mut out,
+                &mut Vec::new(),
+            )
+            .expect("fill");
             seen.extend(names(&out));
             if filled.exhausted {
                 break;
@@ -399,10 +397,24 @@ mod tests {
         let dir = TempDir::new();
         let (share, mut listing) = listing_of(&dir);
         let mut out = Vec::new();
-        let filled = fill(&mut listing, &share, &request(100), &mut out).expect("fill");
+        let filled = fill(
+            &mut listing,
+            &share,
+            &request(100),
+            &mut out,
+            &mut Vec::new(),
+        )
+        .expect("fill");
         assert!(filled.overflow);
         assert_eq!(filled.entries, 0);
-        let filled = fill(&mut listing, &share, &request(16384), &mut out).expect("fill");
+        let filled = fill(
+            &mut listing,
+            &share,
+            &request(16384),
+            &mut out,
+            &mut Vec::new(),
+        )
+        .expect("fill");
         assert_eq!(filled.entries, 2);
     }
 
@@ -412,7 +424,14 @@ mod tests {
         let (share, mut listing) = listing_of(&dir);
         let root_ino = sys::fstat(share.fd()).expect("stat").stx_ino;
         let mut out = Vec::new();
-        fill(&mut listing, &share, &request(16384), &mut out).expect("fill");
+        fill(
+            &mut listing,
+            &share,
+            &request(16384),
+            &mut out,
+            &mut Vec::new(),
+        )
+        .expect("fill");
         let mut at = 0;
         while at + 126 <= out.len() {
             let size = usize::from(u16::from_le_bytes([out[at + 122], out[at + 123]]));

@@ -146,6 +146,8 @@ pub struct FileServer {
     mappings: MappingTable,
     sessions: HashMap<ClientId, Session>,
     max_handles: u32,
+    /// The `getdents64` buffer all listings share.
+    dirents: Vec<u8>,
 }
 
 /// The usable share a client names with `root`.
@@ -299,6 +301,7 @@ impl FileServer {
             mappings: MappingTable::default(),
             sessions: HashMap::new(),
             max_handles: config.max_handles,
+            dirents: Vec::new(),
         };
         for share in &config.shares {
             server.add_share(share.clone(), false)?;
@@ -824,7 +827,15 @@ impl FileServer {
         capacity: usize,
         out: &mut Vec<u8>,
     ) -> Result<Filled, FsError> {
-        let (mappings, session) = self.parts(client)?;
+        let FileServer {
+            mappings,
+            sessions,
+            dirents,
+            ..
+        } = self;
+        let session = sessions
+            .get_mut(&client)
+            .ok_or(FsError::InvalidParameter("unknown client"))?;
         let filter = match filter {
             Some(raw) => Some(session.parse_path(raw)?),
             None => None,
@@ -867,7 +878,7 @@ impl FileServer {
                 slot.insert(Listing::new(fd, dir.path.clone()))
             }
         };
-        dir::fill(listing, share, &request, out)
+        dir::fill(listing, share, &request, out, dirents)
     }
 
     // -----------------------------------------------------------------------------------------

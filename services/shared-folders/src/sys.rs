@@ -214,17 +214,6 @@ pub(crate) fn fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
     retry_eintr(|| check(unsafe { libc::fsync(fd.as_raw_fd()) }))
 }
 
-/// `lseek(fd, 0, SEEK_SET)`: rewinds a directory stream.
-pub(crate) fn rewind(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: plain system call on a borrowed descriptor.
-    let ret = unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_SET) };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 /// `fstatvfs(fd)`.
 pub(crate) fn fstatvfs(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs> {
     retry_eintr(|| {
@@ -449,8 +438,8 @@ fn transfer_one<B: BitmapSlice>(
 pub(crate) struct RawDirEntry {
     /// The entry's name (never empty, never containing `/` or NUL).
     pub(crate) name: CString,
-    /// The kernel's `d_type` (`DT_*`), `DT_UNKNOWN` if the file system does not say.
-    pub(crate) kind: u8,
+    /// The directory offset just after this entry (`d_off`, a cookie for `lseek`).
+    pub(crate) next_offset: i64,
 }
 
 /// Reads the next batch of entries of the directory stream `fd` into `buf`; returns how many
@@ -474,9 +463,20 @@ pub(crate) fn getdents64(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize
     })
 }
 
+/// `lseek(fd, offset, SEEK_SET)`: moves a directory stream to a `d_off` cookie (0: the start).
+pub(crate) fn seek_directory(fd: BorrowedFd<'_>, offset: i64) -> io::Result<()> {
+    // SAFETY: plain system call on a borrowed descriptor.
+    let ret = unsafe { libc::lseek(fd.as_raw_fd(), offset, libc::SEEK_SET) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// Offsets inside a `struct linux_dirent64` record.
+const DIRENT_OFF: usize = 8;
 const DIRENT_RECLEN: usize = 16;
-const DIRENT_TYPE: usize = 18;
 const DIRENT_NAME: usize = 19;
 
 /// Parses one `linux_dirent64` record at the start of `buf`; returns the entry and the record
@@ -485,7 +485,7 @@ pub(crate) fn parse_dirent(buf: &[u8]) -> Option<(RawDirEntry, usize)> {
     let reclen_bytes = buf.get(DIRENT_RECLEN..DIRENT_RECLEN + 2)?;
     let reclen = usize::from(u16::from_ne_bytes([reclen_bytes[0], reclen_bytes[1]]));
     let record = buf.get(..reclen)?;
-    let kind = *record.get(DIRENT_TYPE)?;
+    let offset_bytes: [u8; 8] = record.get(DIRENT_OFF..DIRENT_OFF + 8)?.try_into().ok()?;
     let name_area = record.get(DIRENT_NAME..)?;
     let name = CStr::from_bytes_until_nul(name_area).ok()?;
     if name.is_empty() {
@@ -494,7 +494,7 @@ pub(crate) fn parse_dirent(buf: &[u8]) -> Option<(RawDirEntry, usize)> {
     Some((
         RawDirEntry {
             name: name.to_owned(),
-            kind,
+            next_offset: i64::from_ne_bytes(offset_bytes),
         },
         reclen,
     ))
@@ -506,14 +506,16 @@ mod tests {
     use std::os::fd::AsFd;
 
     #[test]
-    fn dirent_parser_rejects_truncated_records() {
+    fn dirent_parser_reads_name_and_offset_and_rejects_truncated_records() {
         let mut record = vec![0u8; 24];
+        record[DIRENT_OFF..DIRENT_OFF + 8].copy_from_slice(&77i64.to_ne_bytes());
         record[DIRENT_RECLEN..DIRENT_RECLEN + 2].copy_from_slice(&24u16.to_ne_bytes());
-        record[DIRENT_TYPE] = libc::DT_REG;
         record[DIRENT_NAME..DIRENT_NAME + 2].copy_from_slice(b"ab");
         let (entry, len) = parse_dirent(&record).expect("complete record");
-        assert_eq!(entry.name.as_bytes(), b"ab");
-        assert_eq!(len, 24);
+        assert_eq!(
+            (entry.name.as_bytes(), entry.next_offset, len),
+            (&b"ab"[..], 77, 24)
+        );
         assert!(parse_dirent(&record[..20]).is_none());
     }
 
