@@ -33,7 +33,8 @@ use crate::error::FsError;
 use crate::handles::{DirObject, FileAccess, FileObject, Object};
 use crate::info;
 use crate::path::GuestPath;
-use crate::server::{FileServer, Session};
+use crate::server::FileServer;
+use crate::session::Session;
 use crate::share::ShareRoot;
 use crate::sys;
 

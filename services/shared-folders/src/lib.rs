@@ -20,15 +20,18 @@
 //! * [`service`]: the HGCM boundary. Decodes parameters (copying strings and structures out of
 //!   guest memory once, bounded), runs the operation, writes outputs, turns errors into
 //!   VirtualBox statuses.
-//! * [`server`] (+ `create`): the operations with decoded arguments: sessions per client,
-//!   handles, CREATE's result conventions, LIST cursors, READ/WRITE straight between files and
-//!   guest pages (`preadv`/`pwritev` on the guest buffer's volatile slices, no bounce buffer).
+//! * [`server`]: the operations with decoded arguments, driven directly by the service layer
+//!   (and by benchmarks): shares, client [`session`]s, mapping functions; `create` (CREATE's
+//!   result conventions), [`handle_ops`] (READ/WRITE straight between files and guest pages
+//!   with `preadv`/`pwritev` on the guest buffer's volatile slices, LIST, INFORMATION, …) and
+//!   [`path_ops`] (REMOVE, RENAME, SYMLINK, …).
 //! * [`share`]: confinement. Every path is resolved by the kernel beneath the share's root
 //!   descriptor (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`); entry operations act
 //!   on one name relative to a parent descriptor resolved the same way.
-//! * [`config`], [`mappings`], [`handles`], [`dir`], [`info`], [`string`], [`path`], [`error`]:
-//!   configuration, the share table, per-client handle tables, directory cursors, metadata
-//!   conversion, `SHFLSTRING`s, guest paths, errors.
+//! * [`config`], [`mappings`], [`handles`], [`dir`], [`info`], [`string`], [`path`],
+//!   [`persist`], [`error`]: configuration, the share table, per-client handle tables,
+//!   directory cursors, metadata conversion, `SHFLSTRING`s, guest paths, saved sessions,
+//!   errors.
 //! * [`host`]: the host calls (add, remove, list shares at run time) and their parameter
 //!   builders.
 //!
@@ -63,14 +66,17 @@ pub mod config;
 mod create;
 pub mod dir;
 pub mod error;
+pub mod handle_ops;
 pub mod handles;
 pub mod host;
 pub mod info;
 pub mod mappings;
 pub mod path;
+pub mod path_ops;
 pub mod persist;
 pub mod server;
 pub mod service;
+pub mod session;
 pub mod share;
 pub mod string;
 mod sys;
