@@ -292,7 +292,8 @@ pub unsafe fn load<S: Service>(
         }
         return Status::VERR_VERSION_MISMATCH.raw();
     }
-    // SAFETY: the host's table is at least as large as the 1.0 layout we copy.
+    // SAFETY: the host's table is at least as large as the layout of this major version
+    // (checked above).
     let api = unsafe { std::ptr::read(host) };
     let config = if config.is_null() {
         ""
