@@ -367,10 +367,12 @@ impl Buffer {
     }
 
     /// The bytes of a host-owned buffer (all `len` of them); `None` for other backings.
-    pub fn into_host_bytes(self) -> Option<Vec<u8>> {
+    pub fn into_host_bytes(mut self) -> Option<Vec<u8>> {
         let Backing::Host(iov) = self.backing else {
             return None;
         };
+        // Only the bytes change hands: the gate is released as in a normal drop.
+        drop(self.gate.take());
         std::mem::forget(self);
         // SAFETY: as in `Drop`: the pointer came from `Box::into_raw` of `iov.len` bytes, and
         // forgetting `self` above keeps `Drop` from reclaiming it a second time.
@@ -838,5 +840,22 @@ mod tests {
         let copy = buffer.try_clone().expect("guest views clone");
         gate.close();
         assert_eq!(copy.copy_in(4), Err(BufferError::Cancelled));
+    }
+
+    #[test]
+    fn into_host_bytes_releases_the_gate() {
+        let gate = Arc::new(CallGate::default());
+        let mut buffer = Buffer::host(vec![7; 16], Direction::Both);
+        buffer.attach_gate(gate.clone());
+        assert_eq!(Arc::strong_count(&gate), 2);
+
+        let bytes = buffer.into_host_bytes();
+
+        assert_eq!(bytes, Some(vec![7; 16]));
+        assert_eq!(
+            Arc::strong_count(&gate),
+            1,
+            "the buffer's reference to the gate leaked"
+        );
     }
 }
