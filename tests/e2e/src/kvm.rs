@@ -4,7 +4,8 @@
 //! example `--plugin`); the program named there is not started. The guest's command line is the spec's,
 //! preceded by what a machine without ACPI needs (MP table, PCI configuration mechanism #1, reboot through
 //! the keyboard controller so the monitor exits, [`MACHINE_PARAMS`]) and followed by
-//! `vmmdev.exit=reboot` (power-off needs ACPI) and a longer step time limit.
+//! `vmmdev.exit=reboot` (power-off needs ACPI), a longer step time limit and the boot log on the console
+//! ([`BOOT_LOGLEVEL`]).
 //!
 //! Where `/dev/kvm` has no hardware virtualization under it (no `vmx`/`svm` in `/proc/cpuinfo`, e.g. PVM
 //! hosts that emulate guest kernel code, kvm-vmm.md §0) the backend also passes [`EMULATION_PARAMS`]: they
@@ -43,6 +44,10 @@ pub const MACHINE_PARAMS: &str =
 /// emulation trips, and work the kernel can skip (zeroing freed pages, speculation mitigations).
 pub const EMULATION_PARAMS: &str = "noxsave clearcpuid=cx16,popcnt,smap,ssse3 nowatchdog nosoftlockup \
     tsc=reliable mitigations=off init_on_alloc=0";
+
+/// The kernel's console log level until `/init` quiets it: the boot log (PCI enumeration, the MP table,
+/// the first user-space fault) is the first thing to read when a slow boot goes wrong.
+pub const BOOT_LOGLEVEL: u8 = 7;
 
 /// Per-step time limit in the guest: every kernel instruction may be emulated.
 pub const STEP_TIMEOUT_SECONDS: u32 = 600;
@@ -99,7 +104,7 @@ impl KvmMonitor {
         cmdline.push(' ');
         cmdline.push_str(&spec.cmdline);
         cmdline.push_str(&format!(
-            " vmmdev.exit=reboot vmmdev.step_timeout={STEP_TIMEOUT_SECONDS}"
+            " loglevel={BOOT_LOGLEVEL} vmmdev.exit=reboot vmmdev.step_timeout={STEP_TIMEOUT_SECONDS}"
         ));
         cmdline
     }
@@ -265,6 +270,16 @@ pub fn kvm_artifacts_or_skip(test: &str) -> Option<KvmArtifacts> {
     })
 }
 
+/// Whether the serial log shows the guest's first system call failing the way it does on hosts whose
+/// KVM emulates guest kernel code but cannot enter it from user space (PVM in native mode, measured
+/// here): `/init` faults in user mode at the kernel's system-call entry point and the kernel panics.
+pub fn guest_syscalls_unsupported_by_host(serial_log: &str) -> bool {
+    serial_log.contains("Attempted to kill init")
+        && serial_log
+            .lines()
+            .any(|line| line.contains("RIP: 0033:entry_SYSCALL_64"))
+}
+
 /// The request types of the monitor's request log (`type=NAME(n)` of each line), oldest first.
 pub fn request_types(log: &str) -> Vec<u32> {
     log.lines()
@@ -363,6 +378,17 @@ mod tests {
             "processor: 0\nflags\t\t: fpu vme svm sse\n"
         ));
         assert!(!has_virtualization_flag("flags\t\t: fpu vme sse\n"));
+    }
+
+    #[test]
+    fn user_mode_fault_at_the_syscall_entry_is_recognised() {
+        let log = "[  194.3] init[1]: segfault at ffffffff81400040\n\
+                   [  194.4] Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b\n\
+                   [  194.5] RIP: 0033:entry_SYSCALL_64+0x0/0x15\n";
+        assert!(guest_syscalls_unsupported_by_host(log));
+        assert!(!guest_syscalls_unsupported_by_host(
+            "Kernel panic - not syncing: Attempted to kill init!\nRIP: 0010:do_exit+0x1\n"
+        ));
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub const SERIAL_GSI: u32 = 4;
 pub const I8042_COMMAND_PORT: u16 = 0x64;
 /// The i8042 "pulse reset line" command.
 pub const I8042_RESET_COMMAND: u8 = 0xFE;
+/// What a read of the i8042 status port returns: output buffer full, input buffer empty. The reboot path
+/// waits for an empty input buffer and so goes on at once; the i8042 driver's flush finds a buffer that
+/// never empties and gives up on the controller without waiting.
+pub const I8042_STATUS_NO_CONTROLLER: u8 = 0x01;
 
 /// Number of IOAPIC pins KVM's in-kernel IOAPIC has.
 pub const IOAPIC_PINS: u8 = 24;

@@ -560,7 +560,11 @@ impl Machine {
             return;
         }
         self.counters.count(ExitKind::OtherPort);
-        data.fill(0xff);
+        if port == layout::I8042_COMMAND_PORT {
+            data.fill(layout::I8042_STATUS_NO_CONTROLLER);
+        } else {
+            data.fill(0xff);
+        }
     }
 
     /// A port write; `Some` when it ends the run.
