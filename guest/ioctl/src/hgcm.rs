@@ -207,7 +207,24 @@ pub struct HgcmClient<'d, T: GuestTransport> {
     connected: bool,
 }
 
-impl<T: GuestTransport> HgcmClient<'_, T> {
+impl<'d, T: GuestTransport> HgcmClient<'d, T> {
+    /// A handle for client `id`, connected earlier on `device`, that does not own the
+    /// connection: dropping it leaves the client connected.
+    pub(crate) fn borrowed(device: &'d Device<T>, id: ClientId) -> Self {
+        Self {
+            device,
+            id,
+            connected: false,
+        }
+    }
+
+    /// Gives up the connection without disconnecting; the client stays connected until it is
+    /// disconnected by id or the session is closed.
+    pub(crate) fn into_id(mut self) -> ClientId {
+        self.connected = false;
+        self.id
+    }
+
     /// The id the host assigned.
     pub fn id(&self) -> ClientId {
         self.id

@@ -32,6 +32,7 @@
 //! Errors are one [`Error`] type: a missing driver, a denied operation, an interrupted or timed-out
 //! wait and a host failure status each have their own variant.
 
+pub mod capi;
 mod device;
 mod error;
 #[cfg(test)]
