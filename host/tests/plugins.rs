@@ -9,7 +9,7 @@ use std::process::Command;
 use common::*;
 use vmmdev_hgcm::{Direction, Hgcm, HgcmConfig, LoadError, Parm, RegisterError, Status};
 
-const ECHO_PLUGIN: &str = "vmmdev_svc_echo";
+const ECHO_PLUGIN: &str = "vmmdev_echo";
 
 fn scratch_dir(tag: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("plugins-{tag}"));

@@ -155,19 +155,19 @@ pub fn echo_plugin_dir() -> PathBuf {
     let deps = exe.parent().expect("deps dir").to_path_buf();
     let profile_dir = deps.parent().expect("profile dir").to_path_buf();
     for dir in [&profile_dir, &deps] {
-        if dir.join("libvmmdev_svc_echo.so").is_file() {
+        if dir.join("libvmmdev_echo.so").is_file() {
             return dir.clone();
         }
     }
     let target_dir = profile_dir.parent().expect("target dir");
     let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "-p", "vmmdev-svc-echo"])
+        .args(["build", "-p", "vmmdev-svc-echo-plugin"])
         .env("CARGO_TARGET_DIR", target_dir)
         .status()
         .expect("cargo runs");
     assert!(status.success(), "building the echo plugin failed");
     assert!(
-        profile_dir.join("libvmmdev_svc_echo.so").is_file(),
+        profile_dir.join("libvmmdev_echo.so").is_file(),
         "echo plugin not found after build"
     );
     profile_dir

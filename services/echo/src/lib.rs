@@ -1,8 +1,8 @@
 //! `Echo`: an example HGCM service, a test fixture for the framework and the guest end-to-end
 //! tests, and a template for plugin authors.
 //!
-//! It is built both as a plugin (`libvmmdev_svc_echo.so`, loaded with
-//! `Hgcm::load_plugin("vmmdev_svc_echo", config)`) and as an rlib whose [`echo_entry`] can be
+//! The crate `vmmdev-svc-echo-plugin` (`services/echo/plugin`) exports it as a plugin
+//! (`libvmmdev_echo.so`, loaded with `Hgcm::load_plugin("vmmdev_echo", config)`); this library's [`echo_entry`] can be
 //! registered as a built-in (`Hgcm::register_builtin(vmmdev_svc_echo::echo_entry, config)`).
 //!
 //! # Guest functions
@@ -280,4 +280,3 @@ impl Service for Echo {
 }
 
 vmmdev_hgcm_sdk::service_entry!(pub fn echo_entry, Echo, "Echo", Echo::new);
-vmmdev_hgcm_sdk::export_service!(entry = echo_entry);

@@ -94,7 +94,7 @@ impl Client {
 
 /// The Echo plugin next to this benchmark's build, built if missing.
 fn echo_plugin() -> PathBuf {
-    const FILE: &str = "libvmmdev_svc_echo.so";
+    const FILE: &str = "libvmmdev_echo.so";
     // Benchmarks live in <target>/release/deps/.
     let exe = std::env::current_exe().expect("benchmark path");
     let deps = exe.parent().expect("deps dir").to_path_buf();
@@ -102,7 +102,7 @@ fn echo_plugin() -> PathBuf {
     let path = profile.join(FILE);
     if !path.is_file() {
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--release", "-p", "vmmdev-svc-echo"])
+            .args(["build", "--release", "-p", "vmmdev-svc-echo-plugin"])
             .env("CARGO_TARGET_DIR", profile.parent().expect("target dir"))
             .status()
             .expect("cargo runs");

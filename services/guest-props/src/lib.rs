@@ -2,8 +2,9 @@
 //!
 //! A per-VM key/value store that the guest's tools (VBoxService, VBoxControl, PAM and greeter
 //! modules) and the host share: the guest publishes its OS, network and user information, the
-//! host publishes its version and configuration, and either side can wait for changes. Built as
-//! a plugin (`libvmmdev_svc_guest_props.so`) and as an rlib whose [`guest_props_entry`] can be
+//! host publishes its version and configuration, and either side can wait for changes. The crate
+//! `vmmdev-svc-guest-props-plugin` (`services/guest-props/plugin`) exports it as a plugin
+//! (`libvmmdev_guest_props.so`); this library's [`guest_props_entry`] can be
 //! registered with `Hgcm::register_builtin(vmmdev_svc_guest_props::guest_props_entry, config)`.
 //!
 //! # Guest functions
@@ -90,4 +91,3 @@ vmmdev_hgcm_sdk::service_entry!(
     "VBoxGuestPropSvc",
     GuestProps::new
 );
-vmmdev_hgcm_sdk::export_service!(entry = guest_props_entry);

@@ -393,9 +393,9 @@ impl Drop for TempDir {
     }
 }
 
-/// The plugin build of the service (`libvmmdev_svc_guest_props.so`), built if needed.
+/// The plugin build of the service (`libvmmdev_guest_props.so`, crate `vmmdev-svc-guest-props-plugin`), built if needed.
 pub fn plugin_path() -> PathBuf {
-    const FILE: &str = "libvmmdev_svc_guest_props.so";
+    const FILE: &str = "libvmmdev_guest_props.so";
     // Test binaries live in <target>/<profile>/deps/.
     let exe = std::env::current_exe().expect("test binary path");
     let deps = exe.parent().expect("deps dir").to_path_buf();
@@ -408,7 +408,7 @@ pub fn plugin_path() -> PathBuf {
         return found;
     }
     let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "-p", "vmmdev-svc-guest-props"])
+        .args(["build", "-p", "vmmdev-svc-guest-props-plugin"])
         .env("CARGO_TARGET_DIR", profile.parent().expect("target dir"))
         .status()
         .expect("cargo runs");
