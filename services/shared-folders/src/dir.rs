@@ -26,8 +26,14 @@ use crate::share::ShareRoot;
 use crate::string::{self, Encoding};
 use crate::sys::{self, RawDirEntry};
 
-/// Bytes the kernel fills per `getdents64` call (one buffer shared by all listings).
+/// Most bytes the kernel fills per `getdents64` call (one buffer shared by all listings).
 pub const DIRENT_BUFFER_SIZE: usize = 32 * 1024;
+/// Fewest bytes asked of `getdents64` (room for several of the largest records).
+const MIN_DIRENT_BATCH: usize = 2048;
+/// A guest record is several times larger than the kernel's record of the same entry
+/// (126 bytes of header against 19), so a batch of a third of the guest's buffer yields about
+/// as many entries as fit: little is read only to be given back.
+const GUEST_TO_DIRENT_RATIO: usize = 3;
 /// Longest search pattern, in characters (one name component).
 pub const MAX_PATTERN_CHARS: usize = 255;
 
@@ -264,10 +270,15 @@ pub fn fill(
     dirents: &mut Vec<u8>,
 ) -> Result<Filled, FsError> {
     out.clear();
-    dirents.resize(DIRENT_BUFFER_SIZE, 0);
+    let batch = if request.one {
+        MIN_DIRENT_BATCH
+    } else {
+        (request.capacity / GUEST_TO_DIRENT_RATIO).clamp(MIN_DIRENT_BATCH, DIRENT_BUFFER_SIZE)
+    };
+    dirents.resize(batch, 0);
     let mut filled = Filled::default();
     'batches: while !listing.stream.at_end {
-        let length = sys::getdents64(listing.stream.fd.as_fd(), dirents)
+        let length = sys::getdents64(listing.stream.fd.as_fd(), &mut dirents[..batch])
             .map_err(FsError::io("read directory"))?;
         if length == 0 {
             listing.stream.at_end = true;

@@ -88,10 +88,12 @@ pub(crate) fn copy_range(
         if read == 0 {
             break;
         }
+        let too_big = || FsError::io("copy")(std::io::Error::from_raw_os_error(libc::EFBIG));
         let mut written = 0;
         while written < read {
-            let n = sys::pwrite(dst, &chunk[written..read], dst_offset + written as i64)
-                .map_err(FsError::io("copy write"))?;
+            let at = dst_offset.checked_add(written as i64).ok_or_else(too_big)?;
+            let n =
+                sys::pwrite(dst, &chunk[written..read], at).map_err(FsError::io("copy write"))?;
             if n == 0 {
                 return Err(FsError::io("copy write")(
                     std::io::Error::from_raw_os_error(libc::ENOSPC),
@@ -99,8 +101,8 @@ pub(crate) fn copy_range(
             }
             written += n;
         }
-        src_offset += read as i64;
-        dst_offset += read as i64;
+        src_offset = src_offset.checked_add(read as i64).ok_or_else(too_big)?;
+        dst_offset = dst_offset.checked_add(read as i64).ok_or_else(too_big)?;
         copied += read as u64;
     }
     Ok(copied)
