@@ -1,8 +1,10 @@
 //! Guest tools: building blocks of the guest-side programs, such as the `vboxctl-test` checker.
 //!
+//! - [`control`]: the `vboxcontrol` command line (VBoxControl's guest-property commands).
 //! - [`echo`]: a client for the project's example HGCM service, which the end-to-end checks use
 //!   as their host-side counterpart (echo, blocking wait, null call).
 //! - [`signal`]: interrupting a blocking ioctl with a signal, as a user would.
 
+pub mod control;
 pub mod echo;
 pub mod signal;
