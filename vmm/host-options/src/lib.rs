@@ -7,8 +7,8 @@
 //! HGCM framework with [`HostOptions::build_hgcm`].
 //!
 //! Every value is validated while parsing, so a bad argument is reported as one line before anything is
-//! started. Options for services the project does not have yet (`--share`, `--guest-property`) are
-//! validated and then refused explicitly: a binary never accepts a configuration it would silently ignore.
+//! started. Options for services the project does not have yet are validated and then refused
+//! explicitly: a binary never accepts a configuration it would silently ignore.
 //!
 //! ```
 //! use clap::Parser;
@@ -22,13 +22,13 @@
 //!
 //! let cli = Cli::try_parse_from(["prog", "--guest-property", "/VM/Name=test"]).unwrap();
 //! assert_eq!(cli.host.guest_properties[0].value, "test");
-//! assert!(cli.host.unsupported().is_some(), "no guest properties service yet");
+//! assert!(cli.host.unsupported().is_none());
 //! ```
 
 use std::path::PathBuf;
 
 use clap::Args;
-use vmmdev_hgcm::{Hgcm, HgcmConfig};
+use vmmdev_hgcm::{Buffer, Direction, Hgcm, HgcmConfig, Parm};
 
 /// Longest guest property name in bytes (the service's limit is 64 including the terminator).
 const MAX_PROPERTY_NAME: usize = 63;
@@ -47,12 +47,19 @@ pub struct HostOptions {
     #[arg(long = "guest-property", value_name = "KEY=VALUE", value_parser = parse_property)]
     pub guest_properties: Vec<GuestProperty>,
 
+    /// Keeps the guest properties in FILE, so every property write the guest saw succeed survives a
+    /// crash or restart of this process (written through, replaced atomically). Without it the
+    /// properties live in memory only.
+    #[arg(long = "property-store", value_name = "FILE", value_parser = parse_store)]
+    pub property_store: Option<PathBuf>,
+
     /// Loads an HGCM service plugin: a path, or a NAME looked up as lib<NAME>.so next to this
     /// executable (repeatable).
     #[arg(long = "plugin", value_name = "NAME|PATH")]
     pub plugins: Vec<String>,
 
-    /// Registers no built-in service (by default the example service "Echo" is built in).
+    /// Registers no built-in service (by default "Echo", the example service, and
+    /// "VBoxGuestPropSvc", the guest properties, are built in).
     #[arg(long)]
     pub no_default_services: bool,
 }
@@ -89,6 +96,23 @@ pub enum HostSetupError {
         #[source]
         source: vmmdev_hgcm::RegisterError,
     },
+    /// A `--guest-property` could not be set.
+    #[error("--guest-property {key}: the guest properties service refused it with {status}")]
+    GuestProperty {
+        /// The property name.
+        key: String,
+        /// The service's status.
+        status: vmmdev_hgcm::Status,
+    },
+    /// A `--guest-property` could not reach the service at all.
+    #[error("--guest-property {key}")]
+    GuestPropertyCall {
+        /// The property name.
+        key: String,
+        /// Why.
+        #[source]
+        source: vmmdev_hgcm::HostCallError,
+    },
     /// A `--plugin` could not be loaded; this is the user's argument, so binaries report it as a usage
     /// error.
     #[error("--plugin {plugin}")]
@@ -110,11 +134,21 @@ impl HostOptions {
                 share.name
             ));
         }
-        if let Some(property) = self.guest_properties.first() {
-            return Some(format!(
-                "--guest-property {}: the guest properties service is not built yet",
-                property.key
-            ));
+        if self.no_default_services {
+            if let Some(property) = self.guest_properties.first() {
+                return Some(format!(
+                    "--guest-property {}: needs the built-in guest properties service, which \
+                     --no-default-services leaves out",
+                    property.key
+                ));
+            }
+            if self.property_store.is_some() {
+                return Some(
+                    "--property-store: needs the built-in guest properties service, which \
+                     --no-default-services leaves out"
+                        .to_owned(),
+                );
+            }
         }
         None
     }
@@ -134,6 +168,21 @@ impl HostOptions {
                     source,
                 })?;
             log::info!("built-in service {name:?} registered");
+            let config = self
+                .property_store
+                .as_ref()
+                .map(|store| format!("store={}", store.display()))
+                .unwrap_or_default();
+            let name = hgcm
+                .register_builtin(vmmdev_svc_guest_props::guest_props_entry, &config)
+                .map_err(|source| HostSetupError::Builtin {
+                    service: vmmdev_svc_guest_props::SERVICE_NAME,
+                    source,
+                })?;
+            log::info!("built-in service {name:?} registered");
+            for property in &self.guest_properties {
+                set_guest_property(&hgcm, property)?;
+            }
         }
         for plugin in &self.plugins {
             let name = hgcm
@@ -146,6 +195,60 @@ impl HostOptions {
         }
         Ok(hgcm)
     }
+}
+
+/// Sets one `--guest-property` through the service's host interface (no flags: the guest may change it).
+fn set_guest_property(hgcm: &Hgcm, property: &GuestProperty) -> Result<(), HostSetupError> {
+    let text = |s: &str| {
+        let mut bytes = s.as_bytes().to_vec();
+        bytes.push(0);
+        Parm::Buffer(Buffer::host(bytes, Direction::ToHost))
+    };
+    let mut params = [text(&property.key), text(&property.value), text("")];
+    let status = hgcm
+        .host_call(
+            vmmdev_svc_guest_props::SERVICE_NAME,
+            vmmdev_svc_guest_props::HostFunction::SET_PROP.raw(),
+            &mut params,
+        )
+        .map_err(|source| HostSetupError::GuestPropertyCall {
+            key: property.key.clone(),
+            source,
+        })?;
+    let status = vmmdev_hgcm::Status(status);
+    if status.is_failure() {
+        return Err(HostSetupError::GuestProperty {
+            key: property.key.clone(),
+            status,
+        });
+    }
+    log::info!("guest property {} set", property.key);
+    Ok(())
+}
+
+/// A `--property-store` file: its directory must exist, and the path must not contain a comma (the
+/// service's configuration is a comma-separated list).
+fn parse_store(text: &str) -> Result<PathBuf, String> {
+    if text.is_empty() {
+        return Err("the property store path is empty".to_owned());
+    }
+    if text.contains(',') {
+        return Err(format!(
+            "the property store path '{text}' must not contain ','"
+        ));
+    }
+    let path = PathBuf::from(text);
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "the property store's directory {} does not exist",
+            dir.display()
+        ));
+    }
+    Ok(path)
 }
 
 /// The directory of the running executable, where plugins named without a path are looked up.
@@ -284,12 +387,6 @@ mod tests {
 
     #[test]
     fn options_for_missing_services_are_refused_explicitly() {
-        let host = parse(&["--guest-property", "/A=1"]).unwrap();
-        let message = host.unsupported().unwrap();
-        assert!(
-            message.contains("guest properties service is not built yet"),
-            "{message}"
-        );
         let dir = std::env::temp_dir().display().to_string();
         let host = parse(&["--share", &format!("s={dir}")]).unwrap();
         assert!(host.unsupported().unwrap().contains("shared folders"));
@@ -297,11 +394,86 @@ mod tests {
     }
 
     #[test]
-    fn default_services_include_echo() {
+    fn guest_properties_without_the_default_services_are_refused() {
+        let host = parse(&["--no-default-services", "--guest-property", "/A=1"]).unwrap();
+        let message = host.unsupported().unwrap();
+        assert!(message.contains("--no-default-services"), "{message}");
+    }
+
+    #[test]
+    fn default_services_are_echo_and_guest_properties() {
         let hgcm = parse(&[]).unwrap().build_hgcm().unwrap();
         let names: Vec<String> = hgcm.services().iter().map(|s| s.name.to_string()).collect();
         hgcm.shutdown();
-        assert_eq!(names, ["Echo"]);
+        assert_eq!(names, ["Echo", "VBoxGuestPropSvc"]);
+    }
+
+    /// Reads a property through the service's host interface.
+    fn host_get(hgcm: &Hgcm, key: &str) -> (vmmdev_hgcm::Status, String) {
+        let mut name = key.as_bytes().to_vec();
+        name.push(0);
+        let mut params = [
+            Parm::Buffer(Buffer::host(name, Direction::ToHost)),
+            Parm::Buffer(Buffer::host(vec![0; 4096], Direction::FromHost)),
+            Parm::U64(0),
+            Parm::U32(0),
+        ];
+        let status = hgcm
+            .host_call(
+                vmmdev_svc_guest_props::SERVICE_NAME,
+                vmmdev_svc_guest_props::HostFunction::GET_PROP.raw(),
+                &mut params,
+            )
+            .unwrap();
+        let [_, Parm::Buffer(out), ..] = params else {
+            unreachable!()
+        };
+        let bytes = out.into_host_bytes().unwrap();
+        let value = bytes.split(|&b| b == 0).next().unwrap_or_default();
+        (
+            vmmdev_hgcm::Status(status),
+            String::from_utf8_lossy(value).into_owned(),
+        )
+    }
+
+    #[test]
+    fn guest_properties_are_set_before_the_guest_starts() {
+        let hgcm = parse(&["--guest-property", "/Demo/Greeting=hello, world=1"])
+            .unwrap()
+            .build_hgcm()
+            .unwrap();
+        let (status, value) = host_get(&hgcm, "/Demo/Greeting");
+        hgcm.shutdown();
+        assert!(status.is_success(), "{status}");
+        assert_eq!(value, "hello, world=1");
+    }
+
+    #[test]
+    fn the_property_store_keeps_properties_across_restarts() {
+        let dir = std::env::temp_dir().join(format!("host-options-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = dir.join("props.json").display().to_string();
+        let first = parse(&["--property-store", &store, "--guest-property", "/Kept=yes"])
+            .unwrap()
+            .build_hgcm()
+            .unwrap();
+        first.shutdown();
+
+        let second = parse(&["--property-store", &store])
+            .unwrap()
+            .build_hgcm()
+            .unwrap();
+        let (status, value) = host_get(&second, "/Kept");
+        second.shutdown();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(status.is_success(), "{status}");
+        assert_eq!(value, "yes");
+    }
+
+    #[test]
+    fn a_property_store_with_a_comma_or_a_missing_directory_is_refused() {
+        assert!(parse(&["--property-store", "/tmp/a,b"]).is_err());
+        assert!(parse(&["--property-store", "/no/such/dir/props"]).is_err());
     }
 
     #[test]
