@@ -7,13 +7,13 @@
 # from the host build (target/x86_64-unknown-linux-gnu/release).
 #
 # Usage: build-guest-bins.sh OUT_DIR
-#   e2e-guest-hello (crate vmmdev-e2e) is always built; vboxctl-test (crate vmmdev-guest-tools) when that
-#   crate defines it. The directory is emptied first. Progress on stderr; OUT_DIR on stdout.
+#   Builds e2e-guest-hello (crate vmmdev-e2e), vboxctl-test and vboxcontrol (crate vmmdev-guest-tools).
+#   The directory is emptied first. Progress on stderr; OUT_DIR on stdout.
 set -euo pipefail
 
 readonly TARGET=x86_64-unknown-linux-gnu
 # package:binary pairs for the guest image.
-readonly PROGRAMS=(vmmdev-e2e:e2e-guest-hello vmmdev-guest-tools:vboxctl-test)
+readonly PROGRAMS=(vmmdev-e2e:e2e-guest-hello vmmdev-guest-tools:vboxctl-test vmmdev-guest-tools:vboxcontrol)
 
 progress() { printf 'build-guest-bins: %s\n' "$*" >&2; }
 die() { printf 'build-guest-bins: error: %s\n' "$*" >&2; exit 1; }
@@ -26,22 +26,11 @@ metadata=$(cargo metadata --no-deps --format-version 1 --offline 2>/dev/null || 
 target_dir=$(printf '%s' "$metadata" | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 [ -n "$target_dir" ] || die "cannot find cargo's target directory"
 
-# True when the workspace has a binary target NAME (cargo then checks that PACKAGE holds it).
-has_binary() {
-    printf '%s' "$metadata" | tr '{}' '\n\n' | grep '"kind":\["bin"\]' | grep -q "\"name\":\"$2\""
-}
-
 build_args=()
 wanted=()
 for program in "${PROGRAMS[@]}"; do
-    package="${program%%:*}"
-    binary="${program#*:}"
-    if has_binary "$package" "$binary"; then
-        build_args+=(-p "$package" --bin "$binary")
-        wanted+=("$binary")
-    else
-        progress "skipping $binary: package $package has no such binary yet"
-    fi
+    build_args+=(-p "${program%%:*}" --bin "${program#*:}")
+    wanted+=("${program#*:}")
 done
 
 progress "cargo build --release --target $TARGET ${build_args[*]} (static)"
