@@ -84,6 +84,18 @@ impl<'a> Args<'a> {
         self.params.buffer(index).map_err(|_| self.wrong_type())
     }
 
+    /// A buffer the service writes results into: refused up front (before any side effect) if
+    /// its direction does not let the host write.
+    fn out_buffer(&self, index: usize) -> Result<&'a Buffer, FsError> {
+        let buffer = self.buffer(index)?;
+        if !buffer.direction().host_writes() {
+            return Err(FsError::InvalidParameter(
+                "output buffer is guest-to-host only",
+            ));
+        }
+        Ok(buffer)
+    }
+
     /// A string buffer's bytes, copied once (at most a full `SHFLSTRING`).
     fn string(&self, index: usize) -> Result<Vec<u8>, FsError> {
         read_bounded(self.buffer(index)?, MAX_STRING_BUFFER)
@@ -354,7 +366,7 @@ impl SharedFolders {
     fn query_mappings(&mut self, client: ClientId, params: &mut Params) -> Result<Status, FsError> {
         let args = Args::new(params, 3, Checking::Lenient)?;
         let (flags, capacity) = (args.u32(0)?, args.u32(1)?);
-        let buffer = args.buffer(2)?;
+        let buffer = args.out_buffer(2)?;
         if buffer.len() % MAPPING_SIZE != 0 || buffer.len() / MAPPING_SIZE != capacity as usize {
             return Err(FsError::InvalidParameter("mapping array size"));
         }
@@ -388,8 +400,8 @@ impl SharedFolders {
     fn query_map_info(&mut self, client: ClientId, params: &mut Params) -> Result<Status, FsError> {
         let args = Args::new(params, 5, Checking::Lenient)?;
         let (root, query) = (args.u32(0)?, args.u64(3)?);
-        args.buffer(1)?;
-        args.buffer(2)?;
+        args.out_buffer(1)?;
+        args.out_buffer(2)?;
         args.u32(4)?;
         let info = self.server.query_map_info(root, query)?;
         let encoding = self.encoding(client);
@@ -410,7 +422,7 @@ impl SharedFolders {
         let args = Args::new(params, 3, Checking::Lenient)?;
         let root = args.u32(0)?;
         let path = args.string(1)?;
-        let parms_buffer = args.buffer(2)?;
+        let parms_buffer = args.out_buffer(2)?;
         if parms_buffer.len() != std::mem::size_of::<CreateParms>() {
             return Err(FsError::InvalidParameter("create parameters size"));
         }
@@ -424,11 +436,9 @@ impl SharedFolders {
         let args = Args::new(params, 5, Checking::Strict)?;
         let (root, handle, offset, count) =
             (args.u32(0)?, args.u64(1)?, args.u64(2)?, args.u32(3)?);
-        let buffer = args.buffer(4)?;
+        let buffer = args.out_buffer(4)?;
         let result = if count as usize > buffer.len() {
             Err(FsError::InvalidParameter("count exceeds the buffer"))
-        } else if !buffer.direction().host_writes() {
-            Err(FsError::InvalidParameter("read into a to-host buffer"))
         } else {
             match buffer.guest_access() {
                 Ok(access) => {
@@ -479,7 +489,7 @@ impl SharedFolders {
         let (root, handle, flags, capacity) =
             (args.u32(0)?, args.u64(1)?, args.u32(2)?, args.u32(3)?);
         let filter = args.optional_string(4)?;
-        let out = args.buffer(5)?;
+        let out = args.out_buffer(5)?;
         args.u32(6)?;
         args.u32(7)?;
         let flags = ListFlags::from_bits(flags).ok_or(FsError::InvalidParameter("list flags"))?;
@@ -527,7 +537,7 @@ impl SharedFolders {
     fn information(&mut self, client: ClientId, params: &mut Params) -> Result<Status, FsError> {
         let args = Args::new(params, 5, Checking::Lenient)?;
         let (root, handle, flags, size) = (args.u32(0)?, args.u64(1)?, args.u32(2)?, args.u32(3)?);
-        let buffer = args.buffer(4)?;
+        let buffer = args.out_buffer(4)?;
         let result = if size as usize > buffer.len() {
             Err(FsError::InvalidParameter(
                 "information size exceeds the buffer",
@@ -602,7 +612,7 @@ impl SharedFolders {
         let args = Args::new(params, 3, Checking::Lenient)?;
         let root = args.u32(0)?;
         let path = args.string(1)?;
-        let capacity = args.buffer(2)?.len();
+        let capacity = args.out_buffer(2)?.len();
         let mut target = self.server.readlink(client, root, &path)?;
         target.push(0);
         if target.len() > capacity {
@@ -616,7 +626,7 @@ impl SharedFolders {
         let args = Args::new(params, 4, Checking::Lenient)?;
         let root = args.u32(0)?;
         let (path, target) = (args.string(1)?, args.string(2)?);
-        if args.buffer(3)?.len() != std::mem::size_of::<FsObjInfo>() {
+        if args.out_buffer(3)?.len() != std::mem::size_of::<FsObjInfo>() {
             return Err(FsError::InvalidParameter("symlink info size"));
         }
         let info = self.server.symlink(client, root, &path, &target)?;

@@ -813,6 +813,23 @@ fn overlong_names_and_paths_are_refused_without_effect() {
 }
 
 #[test]
+fn create_with_a_guest_to_host_only_result_buffer_has_no_side_effect() {
+    let tree = Tree::new();
+    let guest = guest(&tree, "");
+    let request = parms(cf::CREAT, TYPE_FILE | 0o644);
+    let outcome = guest.call(
+        Function::CREATE,
+        vec![
+            Parm::U32(guest.root),
+            both(&shfl("/planted")),
+            to_host(zerocopy::IntoBytes::as_bytes(&request)),
+        ],
+    );
+    assert_eq!(outcome.status, st(Status::VERR_INVALID_PARAMETER));
+    assert!(share_is_empty(&tree));
+}
+
+#[test]
 fn dot_names_cannot_be_removed_or_renamed() {
     let tree = Tree::new();
     std::fs::create_dir(tree.host("d")).expect("mkdir");
