@@ -4,6 +4,7 @@
 //! |---|---|---|---|
 //! | 1 | `ADD_MAPPING` | 0: host path, 1: share name, 3: auto-mount point (UTF-16 `SHFLSTRING`s, the mount point may be an empty buffer); 2: u32 flags (`SHFL_ADD_MAPPING_F_*`, plus [`SYMLINKS_ANY_TARGET`]) | `VINF_SUCCESS`; `VERR_ALREADY_EXISTS` (name taken, ignoring case); `VERR_TOO_MUCH_DATA` (64 shares); `VERR_INVALID_PARAMETER`; the host error if the directory cannot be opened and `MISSING` is not set |
 //! | 2 | `REMOVE_MAPPING` | 0: share name (UTF-16 `SHFLSTRING`) | `VINF_SUCCESS`; `VINF_PERMISSION_DENIED` when still mapped (the share stays as a placeholder whose operations fail, until the last unmap); `VERR_FILE_NOT_FOUND` |
+//! | 3 | `SET_STATUS_LED` | — | `VERR_NOT_SUPPORTED` (a VirtualBox-internal activity LED) |
 //! | 4 | `ALLOW_SYMLINKS_CREATE` | — | `VERR_NOT_IMPLEMENTED`, as in VirtualBox (the policy is per share) |
 //! | 0x100 | [`HOST_FN_LIST_SHARES`] | 0: buffer out, 1: u32 out bytes needed | UTF-8 text, one line per share: `root<TAB>entry<TAB>state<TAB>maps`, `entry` in configuration syntax, `state` one of `ok`, `missing`, `removed`; `VERR_BUFFER_OVERFLOW` if the buffer is too small |
 //!

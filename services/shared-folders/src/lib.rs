@@ -53,7 +53,11 @@
 //! * WAIT_FOR_MAPPINGS_CHANGES completes with `VINF_SUCCESS` and the new version when shares
 //!   change (VirtualBox 7.0.14 answers `VERR_CANCELLED`; guests treat any answer as "re-read").
 //! * SET_ERROR_STYLE accepts the Linux style only (`VERR_NOT_SUPPORTED` for Windows).
-//! * MAP_FOLDER accepts case-insensitive guests but performs no case correction.
+//! * MAP_FOLDER accepts case-insensitive guests but performs no case correction, and does not
+//!   retry old Windows additions' UTF-16 names that count their terminator.
+//! * Path and handle functions require the calling client to have mapped the root.
+//! * Client sessions (encoding, symlink mode, delimiter, maps) survive save/restore; handles do
+//!   not, as in VirtualBox.
 //! * Host errors map to statuses that the Linux guest turns into the same errno; nothing
 //!   ordinary becomes `EPROTO`.
 //!
