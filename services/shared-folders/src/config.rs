@@ -526,6 +526,13 @@ mod tests {
     }
 
     #[test]
+    fn random_text_never_panics() {
+        for input in crate::testutil::random_inputs(5_000, 48) {
+            let _ = ServiceConfig::parse(&String::from_utf8_lossy(&input));
+        }
+    }
+
+    #[test]
     fn missing_directory_fails_the_path_check() {
         let config = ServiceConfig::parse("share=a:/nonexistent/vmmdev-sf").expect("syntax");
         assert!(matches!(

@@ -217,6 +217,13 @@ mod tests {
     }
 
     #[test]
+    fn random_bytes_never_panic() {
+        for input in crate::testutil::random_inputs(20_000, 64) {
+            let _ = SavedSession::decode(&input);
+        }
+    }
+
+    #[test]
     fn absurd_map_count_is_refused_before_allocating() {
         assert_eq!(
             SavedSession::decode(&[0, 0, 0xFF, 0xFF]),

@@ -260,6 +260,18 @@ mod tests {
     }
 
     #[test]
+    fn random_bytes_never_panic_and_accepted_strings_have_no_nul() {
+        for input in crate::testutil::random_inputs(20_000, 24) {
+            for encoding in [Encoding::Utf8, Encoding::Utf16] {
+                if let Ok(text) = parse(&input, encoding) {
+                    assert!(!text.contains('\0'));
+                }
+                let _ = output_capacity(input.len(), &input);
+            }
+        }
+    }
+
+    #[test]
     fn output_capacity_follows_the_declared_size() {
         let buffer = raw(10, 0, &[0; 10]);
         assert_eq!(output_capacity(buffer.len(), &buffer), Ok(10));

@@ -520,6 +520,15 @@ mod tests {
     }
 
     #[test]
+    fn dirent_parser_never_panics_on_random_bytes() {
+        for input in crate::testutil::random_inputs(20_000, 64) {
+            if let Some((entry, length)) = parse_dirent(&input) {
+                assert!(length <= input.len() && !entry.name.is_empty());
+            }
+        }
+    }
+
+    #[test]
     fn dirent_parser_rejects_names_without_terminator() {
         let mut record = vec![b'x'; 24];
         record[DIRENT_RECLEN..DIRENT_RECLEN + 2].copy_from_slice(&24u16.to_ne_bytes());

@@ -1,4 +1,5 @@
-//! Helpers for the unit tests: a self-removing temporary directory.
+//! Helpers for the unit tests: a self-removing temporary directory and deterministic random
+//! byte strings for hostile-input loops.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,4 +28,19 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// Deterministic pseudo-random byte strings (xorshift), for feeding parsers garbage.
+pub(crate) fn random_inputs(count: usize, max_len: usize) -> impl Iterator<Item = Vec<u8>> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..count).map(move |_| {
+        let len = (next() as usize) % (max_len + 1);
+        (0..len).map(|_| next() as u8).collect()
+    })
 }
