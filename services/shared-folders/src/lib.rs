@@ -1,8 +1,9 @@
 //! The shared folders HGCM service (`VBoxSharedFolders`), wire-compatible with VirtualBox's, so
 //! an unmodified Linux guest mounts host directories with its in-tree `vboxsf` driver.
 //!
-//! Built as a plugin (`libvmmdev_svc_shared_folders.so`, `Hgcm::load_plugin`) and as an rlib
-//! whose [`shared_folders_entry`] registers it as a built-in:
+//! Register [`shared_folders_entry`] as a built-in, or load the plugin library built by the
+//! `vmmdev-svc-shared-folders-plugin` crate (`libvmmdev_shared_folders.so`, `Hgcm::load_plugin`;
+//! the same entry behind the same C ABI):
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -101,4 +102,3 @@ vmmdev_hgcm_sdk::service_entry!(
     "VBoxSharedFolders",
     |_host: vmmdev_hgcm_sdk::Host, config: &str| SharedFolders::new(config)
 );
-vmmdev_hgcm_sdk::export_service!(entry = shared_folders_entry);

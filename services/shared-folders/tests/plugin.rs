@@ -1,4 +1,5 @@
-//! The service loaded as a plugin library (`libvmmdev_svc_shared_folders.so`) through the C ABI.
+//! The service loaded as a plugin library (`libvmmdev_shared_folders.so`, crate
+//! `vmmdev-svc-shared-folders-plugin`) through the C ABI.
 
 mod common;
 
@@ -10,7 +11,7 @@ use vmmdev_protocol::services::shared_folders::Function;
 
 /// The plugin library next to the test binary, building it if needed.
 fn plugin_path() -> PathBuf {
-    const LIBRARY: &str = "libvmmdev_svc_shared_folders.so";
+    const LIBRARY: &str = "libvmmdev_shared_folders.so";
     let exe = std::env::current_exe().expect("test binary path");
     let deps = exe.parent().expect("deps dir").to_path_buf();
     let profile_dir = deps.parent().expect("profile dir").to_path_buf();
@@ -21,7 +22,7 @@ fn plugin_path() -> PathBuf {
     }
     let target_dir = profile_dir.parent().expect("target dir");
     let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "-p", "vmmdev-svc-shared-folders"])
+        .args(["build", "-p", "vmmdev-svc-shared-folders-plugin"])
         .env("CARGO_TARGET_DIR", target_dir)
         .status()
         .expect("cargo runs");
