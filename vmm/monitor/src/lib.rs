@@ -16,7 +16,8 @@
 //! - [`pci`]: configuration mechanism #1 with the host bridge; [`serial`]: the console; [`intx`]: VMMDev's
 //!   interrupt on KVM.
 //! - [`emulation`]: instructions KVM could not emulate (hosts that emulate guest kernel code).
-//! - [`exits`]: VM exit counters; [`vm`]: the VM, its vCPU threads and how a run ends.
+//! - [`exits`]: VM exit counters; [`audit`]: the host's check that cancelled requests stay untouched;
+//!   [`vm`]: the VM, its vCPU threads and how a run ends.
 //!
 //! ```no_run
 //! use std::path::PathBuf;
@@ -42,6 +43,7 @@
 //! println!("{exit:?}; {}", vm.counters().snapshot());
 //! ```
 
+pub mod audit;
 pub mod cpu;
 pub mod emulation;
 pub mod exits;

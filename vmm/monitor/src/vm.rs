@@ -31,6 +31,7 @@ use vmmdev_protocol::vmmdev::{
     BACKDOOR_LOG_PORT, RequestHeader, RequestType, VMMDEV_PORT_OFF_REQUEST_FAST,
 };
 
+use crate::audit::{AuditReport, CancelAudit};
 use crate::emulation::{self, InternalError, Workaround};
 use crate::exits::{ExitCounters, ExitKind, RequestKind};
 use crate::intx::{self, IntxMode, ResampleThread};
@@ -180,6 +181,7 @@ struct Machine {
     ram_slot: u32,
     console: Console,
     counters: Arc<ExitCounters>,
+    audit: CancelAudit,
     workarounds: [AtomicU64; 3],
     outcome: Mutex<Option<VmExit>>,
     ended: Condvar,
@@ -314,6 +316,7 @@ impl Vm {
             ram_slot,
             console,
             counters,
+            audit: CancelAudit::default(),
             workarounds: Default::default(),
             outcome: Mutex::new(None),
             ended: Condvar::new(),
@@ -352,6 +355,11 @@ impl Vm {
     /// Guest RAM.
     pub fn memory(&self) -> &GuestMemoryMmap {
         &self.machine.mem
+    }
+
+    /// What the cancel audit saw so far (every watch is checked now).
+    pub fn cancel_audit(&self) -> AuditReport {
+        self.machine.audit.finish(&self.machine.mem)
     }
 
     /// A handle that ends the run from another thread.
@@ -591,14 +599,19 @@ impl Machine {
             return None;
         }
         if let Some(offset) = self.io_bar_offset(port) {
-            if data.len() == 4 {
-                let gpa = u64::from(u32::from_le_bytes([data[0], data[1], data[2], data[3]]));
-                self.counters.count_request(self.request_kind(gpa));
-            } else {
+            let base = PioAddress(port - offset);
+            let &[a, b, c, d] = data else {
                 self.counters.count(ExitKind::VmmDevOther);
+                self.device.pio_write(base, offset, data);
+                return None;
+            };
+            let gpa = u64::from(u32::from_le_bytes([a, b, c, d]));
+            self.counters.count_request(self.request_kind(gpa));
+            let cancelled = self.audit.before_request(&self.mem, gpa);
+            self.device.pio_write(base, offset, data);
+            if let Some(target) = cancelled {
+                self.audit.after_cancel(&self.mem, gpa, target);
             }
-            self.device
-                .pio_write(PioAddress(port - offset), offset, data);
             return None;
         }
         if port == BACKDOOR_LOG_PORT {

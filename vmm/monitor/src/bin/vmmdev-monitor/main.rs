@@ -1,5 +1,8 @@
 //! `vmmdev-monitor`: boots a Linux guest on KVM with the VMMDev device and its HGCM services in-process.
 //!
+//! At the end of the run it logs the exit counters, its own memory use and the cancel audit
+//! (`vmmdev_monitor::audit`); `--request-log` writes the device's request log and the audit's summary.
+//!
 //! Exit status: 0 when the guest rebooted or powered off, 3 when the guest crashed (triple fault, an
 //! instruction KVM could not emulate), 1 when the monitor failed, 2 for bad arguments (one line on
 //! standard error), 128 + n after signal n (SIGTERM, SIGINT).
@@ -17,6 +20,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 use vmmdev_device::VmmDev;
 use vmmdev_host_options::HostSetupError;
+use vmmdev_monitor::audit::AuditReport;
 use vmmdev_monitor::exits::ExitCounters;
 use vmmdev_monitor::loader::BootSource;
 use vmmdev_monitor::memory;
@@ -130,8 +134,10 @@ fn run(started: Instant) -> Result<u8, Exit> {
         );
     }
     report(&vm, &counters, started);
+    let audit = vm.cancel_audit();
+    log::info!("{audit}");
     if let Some(path) = &cli.request_log {
-        write_request_log(vm.device(), path)
+        write_request_log(vm.device(), &audit, path)
             .map_err(|e| Exit::failure(format!("--request-log {}: {e}", path.display())))?;
     }
     drop(vm);
@@ -259,8 +265,13 @@ fn spawn_guest_state_logger(device: &VmmDev, started: Instant) {
     }
 }
 
-/// One line per request: address, type (name and number), size, requestor, status.
-fn write_request_log(device: &VmmDev, path: &std::path::Path) -> std::io::Result<()> {
+/// One line per request: address, type (name and number), size, requestor, status; then the cancel
+/// audit's summary as a `#` line.
+fn write_request_log(
+    device: &VmmDev,
+    audit: &AuditReport,
+    path: &std::path::Path,
+) -> std::io::Result<()> {
     let mut file = std::io::BufWriter::new(File::create(path)?);
     for record in device.request_log() {
         let kind = RequestType::from(record.request_type);
@@ -275,6 +286,7 @@ fn write_request_log(device: &VmmDev, path: &std::path::Path) -> std::io::Result
             record.status
         )?;
     }
+    writeln!(file, "# {audit}")?;
     file.flush()
 }
 
