@@ -29,6 +29,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use vmmdev_hgcm::{Buffer, Direction, Hgcm, HgcmConfig, Parm};
+use vmmdev_protocol::services::shared_folders::{HostFunction, SERVICE_NAME as SHARED_FOLDERS};
+use vmmdev_svc_shared_folders::config::{ShareConfig, SymlinkPolicy};
+use vmmdev_svc_shared_folders::host::add_mapping_params;
 
 /// Longest guest property name in bytes (the service's limit is 64 including the terminator).
 const MAX_PROPERTY_NAME: usize = 63;
@@ -38,8 +41,14 @@ const MAX_PROPERTY_VALUE: usize = 1023;
 /// The host configuration options (flatten into a clap parser).
 #[derive(Clone, Debug, Default, Args)]
 pub struct HostOptions {
-    /// Shares the host directory PATH with the guest as NAME, read-only with ",ro" (repeatable).
-    #[arg(long = "share", value_name = "NAME=PATH[,ro]", value_parser = parse_share)]
+    /// Shares the host directory PATH with the guest as NAME (repeatable). Options: ",ro" read-only;
+    /// ",auto" for guest automounters; ",symlinks=deny|inside|allow" whether the guest may create
+    /// symbolic links (deny, the default), only ones whose target stays in the share, or any.
+    #[arg(
+        long = "share",
+        value_name = "NAME=PATH[,ro][,auto][,symlinks=POLICY]",
+        value_parser = parse_share
+    )]
     pub shares: Vec<Share>,
 
     /// Sets a guest property before the guest starts (repeatable); VALUE is everything after the
@@ -58,8 +67,8 @@ pub struct HostOptions {
     #[arg(long = "plugin", value_name = "NAME|PATH")]
     pub plugins: Vec<String>,
 
-    /// Registers no built-in service (by default "Echo", the example service, and
-    /// "VBoxGuestPropSvc", the guest properties, are built in).
+    /// Registers no built-in service (by default "Echo", the example service,
+    /// "VBoxGuestPropSvc", the guest properties, and "VBoxSharedFolders" are built in).
     #[arg(long)]
     pub no_default_services: bool,
 }
@@ -73,6 +82,10 @@ pub struct Share {
     pub path: PathBuf,
     /// Whether the guest may only read.
     pub read_only: bool,
+    /// Whether guest automounters should mount it.
+    pub auto_mount: bool,
+    /// Which symbolic links the guest may create.
+    pub symlinks: SymlinkPolicy,
 }
 
 /// A `--guest-property` option.
@@ -113,6 +126,23 @@ pub enum HostSetupError {
         #[source]
         source: vmmdev_hgcm::HostCallError,
     },
+    /// A `--share` could not be added.
+    #[error("--share {name}: the shared folders service refused it with {status}")]
+    Share {
+        /// The share name.
+        name: String,
+        /// The service's status.
+        status: vmmdev_hgcm::Status,
+    },
+    /// A `--share` could not reach the service at all.
+    #[error("--share {name}")]
+    ShareCall {
+        /// The share name.
+        name: String,
+        /// Why.
+        #[source]
+        source: vmmdev_hgcm::HostCallError,
+    },
     /// A `--plugin` could not be loaded; this is the user's argument, so binaries report it as a usage
     /// error.
     #[error("--plugin {plugin}")]
@@ -128,13 +158,14 @@ pub enum HostSetupError {
 impl HostOptions {
     /// The first option naming a service this build does not have, as a message.
     pub fn unsupported(&self) -> Option<String> {
-        if let Some(share) = self.shares.first() {
-            return Some(format!(
-                "--share {}: the shared folders service is not built yet",
-                share.name
-            ));
-        }
         if self.no_default_services {
+            if let Some(share) = self.shares.first() {
+                return Some(format!(
+                    "--share {}: needs the built-in shared folders service, which \
+                     --no-default-services leaves out",
+                    share.name
+                ));
+            }
             if let Some(property) = self.guest_properties.first() {
                 return Some(format!(
                     "--guest-property {}: needs the built-in guest properties service, which \
@@ -183,6 +214,16 @@ impl HostOptions {
             for property in &self.guest_properties {
                 set_guest_property(&hgcm, property)?;
             }
+            let name = hgcm
+                .register_builtin(vmmdev_svc_shared_folders::shared_folders_entry, "")
+                .map_err(|source| HostSetupError::Builtin {
+                    service: SHARED_FOLDERS,
+                    source,
+                })?;
+            log::info!("built-in service {name:?} registered");
+            for share in &self.shares {
+                add_share(&hgcm, share)?;
+            }
         }
         for plugin in &self.plugins {
             let name = hgcm
@@ -195,6 +236,35 @@ impl HostOptions {
         }
         Ok(hgcm)
     }
+}
+
+/// Adds one `--share` through the shared folders service's host interface.
+fn add_share(hgcm: &Hgcm, share: &Share) -> Result<(), HostSetupError> {
+    let mut config = ShareConfig::new(share.name.clone(), share.path.clone());
+    config.writable = !share.read_only;
+    config.auto_mount = share.auto_mount;
+    config.symlinks = share.symlinks;
+    // The name and path were validated while parsing; a string the service cannot encode is
+    // reported as the service's refusal.
+    let mut params = add_mapping_params(&config, false).map_err(|_| HostSetupError::Share {
+        name: share.name.clone(),
+        status: vmmdev_hgcm::Status::VERR_INVALID_PARAMETER,
+    })?;
+    let status = hgcm
+        .host_call(SHARED_FOLDERS, HostFunction::ADD_MAPPING.raw(), &mut params)
+        .map_err(|source| HostSetupError::ShareCall {
+            name: share.name.clone(),
+            source,
+        })?;
+    let status = vmmdev_hgcm::Status(status);
+    if status.is_failure() {
+        return Err(HostSetupError::Share {
+            name: share.name.clone(),
+            status,
+        });
+    }
+    log::info!("share {} = {}", share.name, share.path.display());
+    Ok(())
 }
 
 /// Sets one `--guest-property` through the service's host interface (no flags: the guest may change it).
@@ -263,31 +333,49 @@ fn plugin_search_path() -> Vec<PathBuf> {
 fn parse_share(text: &str) -> Result<Share, String> {
     let (name, rest) = text
         .split_once('=')
-        .ok_or_else(|| format!("'{text}' is not NAME=PATH[,ro]"))?;
-    if name.is_empty() || name.contains(['/', '\\', '\0']) {
+        .ok_or_else(|| format!("'{text}' is not NAME=PATH[,ro][,auto][,symlinks=POLICY]"))?;
+    if name.is_empty() || name.contains(['/', '\\', '\0', ',']) {
         return Err(format!(
-            "share name '{name}' must be non-empty, without '/', '\\' or NUL"
+            "share name '{name}' must be non-empty, without '/', '\\', ',' or NUL"
         ));
     }
-    let (path, read_only) = match rest.strip_suffix(",ro") {
-        Some(path) => (path, true),
-        None => (rest, false),
-    };
+    let mut parts = rest.split(',');
+    let path = parts.next().unwrap_or_default();
     if path.is_empty() {
         return Err(format!("share '{name}' has no path"));
     }
-    let path = PathBuf::from(path);
-    if !path.is_dir() {
+    let mut share = Share {
+        name: name.to_owned(),
+        path: PathBuf::from(path),
+        read_only: false,
+        auto_mount: false,
+        symlinks: SymlinkPolicy::Deny,
+    };
+    for option in parts {
+        match option {
+            "ro" => share.read_only = true,
+            "rw" => share.read_only = false,
+            "auto" => share.auto_mount = true,
+            _ => match option.strip_prefix("symlinks=") {
+                Some("deny") => share.symlinks = SymlinkPolicy::Deny,
+                Some("inside") => share.symlinks = SymlinkPolicy::Inside,
+                Some("allow") => share.symlinks = SymlinkPolicy::Allow,
+                _ => {
+                    return Err(format!(
+                        "share '{name}': unknown option '{option}' (ro, rw, auto, \
+                         symlinks=deny|inside|allow; a path must not contain ',')"
+                    ));
+                }
+            },
+        }
+    }
+    if !share.path.is_dir() {
         return Err(format!(
             "share '{name}': {} is not a directory",
-            path.display()
+            share.path.display()
         ));
     }
-    Ok(Share {
-        name: name.to_owned(),
-        path,
-        read_only,
-    })
+    Ok(share)
 }
 
 fn parse_property(text: &str) -> Result<GuestProperty, String> {
@@ -346,7 +434,9 @@ mod tests {
             [Share {
                 name: "docs".into(),
                 path: dir,
-                read_only: true
+                read_only: true,
+                auto_mount: false,
+                symlinks: SymlinkPolicy::Deny,
             }]
         );
     }
@@ -386,11 +476,55 @@ mod tests {
     }
 
     #[test]
-    fn options_for_missing_services_are_refused_explicitly() {
+    fn shares_without_the_default_services_are_refused() {
         let dir = std::env::temp_dir().display().to_string();
-        let host = parse(&["--share", &format!("s={dir}")]).unwrap();
-        assert!(host.unsupported().unwrap().contains("shared folders"));
+        let host = parse(&["--no-default-services", "--share", &format!("s={dir}")]).unwrap();
+        assert!(
+            host.unsupported()
+                .unwrap()
+                .contains("--no-default-services")
+        );
         assert_eq!(parse(&[]).unwrap().unsupported(), None);
+    }
+
+    #[test]
+    fn share_options_set_automount_and_the_symlink_policy() {
+        let dir = std::env::temp_dir();
+        let arg = format!("s={},auto,symlinks=inside,ro", dir.display());
+        let host = parse(&["--share", &arg]).unwrap();
+        let share = &host.shares[0];
+        assert!(share.auto_mount && share.read_only);
+        assert_eq!(share.symlinks, SymlinkPolicy::Inside);
+        let bad = format!("s={},symlinks=sometimes", dir.display());
+        let error = parse(&["--share", &bad]).unwrap_err().to_string();
+        assert!(
+            error.contains("unknown option 'symlinks=sometimes'"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn shares_are_added_before_the_guest_starts() {
+        let dir = std::env::temp_dir().join(format!("host-options-share-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hgcm = parse(&["--share", &format!("data={},ro", dir.display())])
+            .unwrap()
+            .build_hgcm()
+            .unwrap();
+        let mut params = vmmdev_svc_shared_folders::host::list_shares_params(4096);
+        let status = hgcm
+            .host_call(
+                SHARED_FOLDERS,
+                vmmdev_svc_shared_folders::host::HOST_FN_LIST_SHARES,
+                &mut params,
+            )
+            .unwrap();
+        hgcm.shutdown();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(status, 0);
+        let listing = vmmdev_svc_shared_folders::host::listed_shares(&params).unwrap();
+        assert!(listing.contains("data"), "{listing}");
+        assert!(listing.contains(&dir.display().to_string()), "{listing}");
     }
 
     #[test]
@@ -401,11 +535,11 @@ mod tests {
     }
 
     #[test]
-    fn default_services_are_echo_and_guest_properties() {
+    fn default_services_are_echo_guest_properties_and_shared_folders() {
         let hgcm = parse(&[]).unwrap().build_hgcm().unwrap();
         let names: Vec<String> = hgcm.services().iter().map(|s| s.name.to_string()).collect();
         hgcm.shutdown();
-        assert_eq!(names, ["Echo", "VBoxGuestPropSvc"]);
+        assert_eq!(names, ["Echo", "VBoxGuestPropSvc", "VBoxSharedFolders"]);
     }
 
     /// Reads a property through the service's host interface.

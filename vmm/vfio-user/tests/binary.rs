@@ -89,16 +89,31 @@ fn unknown_option_is_one_line_and_exit_status_2() {
 }
 
 #[test]
-fn share_is_refused_until_the_service_exists() {
-    let dir = std::env::temp_dir().display().to_string();
-    let output = run(&["--socket", "/tmp/x.sock", "--share", &format!("s={dir}")]);
+fn share_of_a_missing_directory_is_one_line_and_exit_status_2() {
+    let output = run(&["--socket", "/tmp/x.sock", "--share", "s=/no/such/dir"]);
     assert_eq!(output.status.code(), Some(2));
     let lines = stderr_lines(&output);
     assert_eq!(lines.len(), 1);
     assert!(
-        lines[0].contains("shared folders service is not built yet"),
+        lines[0].contains("/no/such/dir is not a directory"),
         "{lines:?}"
     );
+}
+
+#[test]
+fn share_without_the_default_services_is_refused() {
+    let dir = std::env::temp_dir().display().to_string();
+    let output = run(&[
+        "--socket",
+        "/tmp/x.sock",
+        "--no-default-services",
+        "--share",
+        &format!("s={dir}"),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].contains("--no-default-services"), "{lines:?}");
 }
 
 #[test]
