@@ -373,6 +373,8 @@ impl<'d, T: GuestTransport> GuestPropClient<'d, T> {
     ///
     /// A change the host remembers that is newer than `after` is returned at once; pass the
     /// returned [`Notification::timestamp`] to the next call to see every change exactly once.
+    /// Concurrent waits on one client need different patterns: the host ends a wait when the
+    /// same client starts another with the same patterns ([`GuestPropError::Interrupted`]).
     pub fn wait(
         &self,
         patterns: &str,
@@ -402,7 +404,7 @@ impl<'d, T: GuestTransport> GuestPropClient<'d, T> {
             ];
             let options = CallOptions {
                 timeout: remaining,
-                interruptible: true,
+                ..CallOptions::default()
             };
             let outcome = self.call(function, &mut params, options);
             let [_, timestamp, _, needed] = &params;

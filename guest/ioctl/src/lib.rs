@@ -31,6 +31,11 @@
 //!
 //! Errors are one [`Error`] type: a missing driver, a denied operation, an interrupted or timed-out
 //! wait and a host failure status each have their own variant.
+//!
+//! On top of the HGCM client, [`guest_props`] is a typed client of the guest-properties service
+//! (read, write, delete, enumerate, wait for changes). [`capi`] offers the session, HGCM and
+//! guest-property operations to C programs: the crate also builds as a shared and a static library,
+//! with the header `include/vmmdev_guest.h`.
 
 pub mod capi;
 mod device;
