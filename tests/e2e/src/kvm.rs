@@ -291,6 +291,20 @@ pub fn request_types(log: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The cancel audit's summary at the end of the request log: `(cancels watched, violations)`.
+pub fn cancel_audit(log: &str) -> Option<(u64, u64)> {
+    let line = log
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("# cancel-audit "))?;
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+    };
+    Some((field("cancels")?, field("violations")?))
+}
+
 /// Whether `wanted` occurs in `sequence` in order (other elements may come between).
 pub fn contains_in_order(sequence: &[u32], wanted: &[u32]) -> bool {
     let mut rest = sequence.iter();
@@ -396,6 +410,14 @@ mod tests {
         let log = "gpa=0x1 type=GET_HOST_VERSION(4) size=40 requestor=0x1 status=0\n\
                    gpa=0x2 type=UNKNOWN(999) size=24 requestor=0x1 status=-2\n";
         assert_eq!(request_types(log), [4, 999]);
+    }
+
+    #[test]
+    fn cancel_audit_summary_is_read_from_the_end_of_the_log() {
+        let log = "gpa=0x1 type=HGCM_CANCEL2(65) size=28 requestor=0x1 status=0\n\
+                   # cancel-audit cancels=3 violations=0\n";
+        assert_eq!(cancel_audit(log), Some((3, 0)));
+        assert_eq!(cancel_audit("gpa=0x1 type=X(1)\n"), None);
     }
 
     #[test]

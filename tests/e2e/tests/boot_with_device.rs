@@ -2,8 +2,9 @@
 //!
 //! This is the acceptance test of the device, the transport, the HGCM framework and the guest tools
 //! together: the kernel's own, unmodified `vboxguest` must probe the device, and every scripted check of
-//! linux-guest.md §7 that the image carries (items 1–10 and 13–15, HGCM against the example echo
-//! service) must pass. Port 0x504 is not part of the vfio-user device, so under QEMU the backdoor log is
+//! linux-guest.md §7 that the image carries (items 1–15: HGCM against the example echo service, and
+//! guest properties against VBoxGuestPropSvc) must pass, and a host directory must mount with the
+//! kernel's own vboxsf. Port 0x504 is not part of the vfio-user device, so under QEMU the backdoor log is
 //! captured by QEMU's own debug console on that port, and the test checks the guest's text arrived there.
 
 use std::path::{Path, PathBuf};
@@ -49,7 +50,22 @@ const STEPS: &[&str] = &[
     "hgcm-wait-timeout",
     "hgcm-wait-kill",
     "hgcm-null-calls",
+    "guestprop-set-get",
+    "guestprop-from-host",
+    "guestprop-enumerate",
+    "guestprop-wait",
+    "guestprop-wait-signal",
+    "guestprop-wait-timeout",
+    "guestprop-wait-kill",
+    "guestprop-wait-many",
+    "demo-mount",
 ];
+
+/// The guest property the host sets before boot, as the `guestprop-from-host` step expects it.
+const HOST_PROPERTY: &str = "/Test/FromHost=hello-from-host";
+
+/// The share the host offers and `demo-mount` mounts.
+const SHARE: &str = "e2e";
 
 fn test_dir(test: &str) -> PathBuf {
     run_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), test)
@@ -76,9 +92,20 @@ fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
         "-device".to_owned(),
         "isa-debugcon,iobase=0x504,chardev=backdoor".to_owned(),
     ]);
+    let share_dir = dir.join("share");
+    std::fs::create_dir_all(&share_dir).unwrap();
+    std::fs::write(share_dir.join("from-host.txt"), "hello from the host\n").unwrap();
+    let mut device = DeviceServer::new(server);
+    device.args.extend([
+        "--guest-property".into(),
+        HOST_PROPERTY.into(),
+        "--share".into(),
+        format!("{SHARE}={}", share_dir.display()).into(),
+    ]);
     let expected = Expectations::new().pass(STEPS);
-    let spec = BootSpec::test(&artifacts.kernel, &artifacts.initrd, &expected.step_names())
-        .with_device(DeviceServer::new(server));
+    let mut spec = BootSpec::test(&artifacts.kernel, &artifacts.initrd, &expected.step_names())
+        .with_device(device);
+    spec.cmdline.push_str(&format!(" vmmdev.mount={SHARE}"));
 
     let run = boot(&backend, &spec, &dir, &RunOptions::default()).unwrap();
 

@@ -1,5 +1,6 @@
 //! The scripted guest session on the project's KVM monitor, with the VMMDev device in-process: one boot
-//! that runs every step of the guest image, then the host's own checks of what the device saw.
+//! that runs every step of the guest image, then the host's own checks of what the device saw: the
+//! driver's probe in its order, and no guest memory written into a request after its cancel.
 //!
 //! Every step that passes under QEMU passes here too. On hosts whose KVM emulates guest kernel code
 //! (kvm-vmm.md §0) `tests/run-all.sh` hands over the lean kernel and a matching image; elsewhere the stock
@@ -12,7 +13,8 @@ use vmmdev_e2e::artifacts::run_dir;
 use vmmdev_e2e::backend::BootSpec;
 use vmmdev_e2e::expect::Expectations;
 use vmmdev_e2e::kvm::{
-    KvmMonitor, REQUEST_LOG, contains_in_order, kvm_artifacts_or_skip, request_types,
+    KvmMonitor, REQUEST_LOG, cancel_audit, contains_in_order, guest_syscalls_unsupported_by_host,
+    kvm_artifacts_or_skip, request_types,
 };
 use vmmdev_e2e::runner::{RunOptions, boot};
 
@@ -63,8 +65,8 @@ fn test_dir(test: &str) -> PathBuf {
 }
 
 #[test]
-fn kvm_monitor_runs_the_scripted_session_and_sees_the_probe_in_order() {
-    let test = "kvm_monitor_runs_the_scripted_session_and_sees_the_probe_in_order";
+fn kvm_monitor_runs_the_scripted_session_and_checks_probe_order_and_cancels() {
+    let test = "kvm_monitor_runs_the_scripted_session_and_checks_probe_order_and_cancels";
     let Some(artifacts) = kvm_artifacts_or_skip(test) else {
         return;
     };
@@ -106,5 +108,15 @@ fn kvm_monitor_runs_the_scripted_session_and_sees_the_probe_in_order() {
     assert!(
         contains_in_order(&types, PROBE_SEQUENCE),
         "the request log lacks the probe sequence {PROBE_SEQUENCE:?} in order; types seen: {types:?}"
+    );
+    let (cancels, violations) = cancel_audit(&log)
+        .unwrap_or_else(|| panic!("no cancel-audit line in {}", log_path.display()));
+    assert_eq!(
+        violations, 0,
+        "the monitor saw guest memory written after a cancel"
+    );
+    assert!(
+        cancels >= 1,
+        "the session cancels HGCM calls (wait-alarm, wait-timeout, wait-kill), the audit saw none"
     );
 }
