@@ -40,10 +40,12 @@ pub const MACHINE_PARAMS: &str =
     "reboot=k acpi=off pci=conf1 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
 
 /// Kernel parameters for hosts whose KVM emulates guest kernel code (kvm-vmm.md §0): instructions the
-/// emulator cannot execute (XSAVE, CMPXCHG16B, POPCNT, SMAP's CLAC, SSSE3 crypto), watchdogs that slow
-/// emulation trips, and work the kernel can skip (zeroing freed pages, speculation mitigations).
-pub const EMULATION_PARAMS: &str = "noxsave clearcpuid=cx16,popcnt,smap,ssse3 nowatchdog nosoftlockup \
-    tsc=reliable mitigations=off init_on_alloc=0";
+/// emulator cannot execute (XSAVE, CMPXCHG16B, POPCNT, SMAP's CLAC, SSSE3 crypto), `rep movsb`/`rep
+/// stosb` string copies (ERMS, FSRM, REP_GOOD: the emulator steps them byte by byte, the unrolled copies
+/// take a third less time to unpack the image), watchdogs that slow emulation trips, and work the kernel
+/// can skip (zeroing freed pages, speculation mitigations).
+pub const EMULATION_PARAMS: &str = "noxsave clearcpuid=cx16,popcnt,smap,ssse3,erms,fsrm,rep_good \
+    nowatchdog nosoftlockup tsc=reliable mitigations=off init_on_alloc=0";
 
 /// The kernel's console log level until `/init` quiets it: the boot log (PCI enumeration, the MP table,
 /// the first user-space fault) is the first thing to read when a slow boot goes wrong.
