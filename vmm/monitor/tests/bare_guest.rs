@@ -1,18 +1,30 @@
 //! The monitor on real `/dev/kvm` with a guest of a few instructions instead of Linux: the 64-bit boot
-//! state, the serial console, PCI configuration mechanism #1 with VMMDev in slot 4, the exit counters and
-//! the end of a run through the keyboard controller's reset line. Skipped (with a `SKIPPED:` line) where
-//! `/dev/kvm` cannot be opened.
+//! state, the serial console, PCI configuration mechanism #1 with VMMDev in slot 4, the exit counters, the
+//! end of a run through the keyboard controller's reset line, and HGCM calls through the in-process device
+//! (the exit count per call and per acknowledge is the monitor's figure in docs/PERFORMANCE.md). Skipped
+//! (with a `SKIPPED:` line) where `/dev/kvm` cannot be opened.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use vm_memory::{Bytes, GuestAddress};
 use vmmdev_hgcm::{Hgcm, HgcmConfig};
 use vmmdev_monitor::exits::ExitKind;
 use vmmdev_monitor::intx::IntxMode;
 use vmmdev_monitor::loader::{BootSource, KernelFormat};
 use vmmdev_monitor::vm::{Vm, VmConfig, VmExit};
+use vmmdev_protocol::Status;
+use vmmdev_protocol::hgcm::{
+    HgcmCallRequest, HgcmConnectRequest, HgcmRequestHeader, HgcmServiceLocation, LocationType,
+};
+use vmmdev_protocol::vmmdev::{
+    EventsRequest, GuestInfoRequest, RequestHeader, RequestType, Requestor, VBOXOSTYPE_LINUX26,
+    VBOXOSTYPE_X64, VMMDEV_VERSION,
+};
+use zerocopy::IntoBytes;
+use zerocopy::little_endian::{I32, U32};
 
 /// Where the ELF places the code (and its entry point), as a Linux vmlinux would.
 const ENTRY: u64 = 0x100_0000;
@@ -24,7 +36,8 @@ const GUEST: &[u8] = &[
     0xb0, b'K', // mov al, 'K'
     0xee, // out dx, al
     0x66, 0xba, 0xf8, 0x0c, // mov dx, 0xcf8
-    0xb8, 0x00, 0x20, 0x00, 0x80, // mov eax, 0x8000_2000 (bus 0, device 4, function 0, register 0)
+    0xb8, 0x00, 0x20, 0x00,
+    0x80, // mov eax, 0x8000_2000 (bus 0, device 4, function 0, register 0)
     0xef, // out dx, eax
     0x66, 0xba, 0xfc, 0x0c, // mov dx, 0xcfc
     0xed, // in eax, dx
@@ -105,7 +118,8 @@ fn bare_guest_reads_vmmdev_identity_through_conf1_and_resets_the_machine() {
     if !kvm_or_skip(test) {
         return;
     }
-    let kernel = std::env::temp_dir().join(format!("vmmdev-monitor-bare-{}.elf", std::process::id()));
+    let kernel =
+        std::env::temp_dir().join(format!("vmmdev-monitor-bare-{}.elf", std::process::id()));
     std::fs::write(&kernel, elf(GUEST)).unwrap();
     let (sender, receiver) = mpsc::channel();
     let config = VmConfig {
@@ -141,6 +155,175 @@ fn bare_guest_reads_vmmdev_identity_through_conf1_and_resets_the_machine() {
     let exits = vm.counters().snapshot();
     assert_eq!(exits.of(ExitKind::Serial), 5);
     assert_eq!(exits.of(ExitKind::PciConfig), 2);
+    drop(vm);
+    hgcm.shutdown();
+}
+
+/// Guest-physical addresses of the requests the HGCM guest submits.
+const INFO: u32 = 0x20_0000;
+const CONNECT: u32 = 0x20_1000;
+const CALL: u32 = 0x20_2000;
+const ACK: u32 = 0x20_3000;
+/// HGCM calls the guest makes.
+const CALLS: u32 = 100;
+/// Offset of `fu32Flags` (DONE is bit 0) and of the client ID in the connect and call requests.
+const FLAGS: u32 = 24;
+const CONNECT_CLIENT_ID: u32 = std::mem::offset_of!(HgcmConnectRequest, client_id) as u32;
+const CALL_CLIENT_ID: u32 = std::mem::offset_of!(HgcmCallRequest, client_id) as u32;
+
+/// Reports the guest info, connects to Echo and waits for DONE, then makes [`CALLS`] NOOP calls, each
+/// followed by an AcknowledgeEvents request as the Linux interrupt handler sends, polling DONE in guest
+/// memory in between (no interrupts: the guest runs with IF clear). Then resets the machine.
+fn hgcm_guest() -> Vec<u8> {
+    let le = |value: u32| value.to_le_bytes();
+    let mut code = Vec::new();
+    code.extend_from_slice(&[0x66, 0xba, 0x00, 0xd0]); // mov dx, 0xd000
+    for request in [INFO, CONNECT] {
+        code.push(0xb8); // mov eax, request
+        code.extend_from_slice(&le(request));
+        code.push(0xef); // out dx, eax
+    }
+    code.extend_from_slice(&[0xf6, 0x04, 0x25]); // test byte [CONNECT + FLAGS], 1
+    code.extend_from_slice(&le(CONNECT + FLAGS));
+    code.extend_from_slice(&[0x01, 0x74, 0xf6]); // jz back to the test
+    code.extend_from_slice(&[0x8b, 0x04, 0x25]); // mov eax, [CONNECT + client_id]
+    code.extend_from_slice(&le(CONNECT + CONNECT_CLIENT_ID));
+    code.extend_from_slice(&[0x89, 0x04, 0x25]); // mov [CALL + client_id], eax
+    code.extend_from_slice(&le(CALL + CALL_CLIENT_ID));
+    code.push(0xb9); // mov ecx, CALLS
+    code.extend_from_slice(&le(CALLS));
+    let loop_start = code.len();
+    code.extend_from_slice(&[0xc6, 0x04, 0x25]); // mov byte [CALL + FLAGS], 0
+    code.extend_from_slice(&le(CALL + FLAGS));
+    code.push(0x00);
+    code.push(0xb8); // mov eax, CALL
+    code.extend_from_slice(&le(CALL));
+    code.push(0xef); // out dx, eax
+    code.extend_from_slice(&[0xf6, 0x04, 0x25]); // test byte [CALL + FLAGS], 1
+    code.extend_from_slice(&le(CALL + FLAGS));
+    code.extend_from_slice(&[0x01, 0x74, 0xf6]); // jz back to the test
+    code.push(0xb8); // mov eax, ACK
+    code.extend_from_slice(&le(ACK));
+    code.push(0xef); // out dx, eax
+    code.extend_from_slice(&[0xff, 0xc9]); // dec ecx
+    let back = loop_start as i64 - (code.len() as i64 + 2);
+    code.extend_from_slice(&[0x75, back as i8 as u8]); // jnz loop
+    code.extend_from_slice(&[0xb0, 0xfe, 0xe6, 0x64, 0xf4, 0xeb, 0xfd]); // reset, hlt
+    code
+}
+
+fn header(size: usize, request_type: RequestType) -> RequestHeader {
+    RequestHeader::new(size as u32, request_type, Requestor(0))
+}
+
+fn hgcm_header(size: usize, request_type: RequestType) -> HgcmRequestHeader {
+    HgcmRequestHeader {
+        header: header(size, request_type),
+        flags: U32::new(0),
+        result: I32::new(0),
+    }
+}
+
+#[test]
+fn bare_guest_hgcm_call_and_acknowledge_cost_one_exit_each() {
+    let test = "bare_guest_hgcm_call_and_acknowledge_cost_one_exit_each";
+    if !kvm_or_skip(test) {
+        return;
+    }
+    let kernel =
+        std::env::temp_dir().join(format!("vmmdev-monitor-hgcm-{}.elf", std::process::id()));
+    std::fs::write(&kernel, elf(&hgcm_guest())).unwrap();
+    let config = VmConfig {
+        memory_mib: 128,
+        vcpus: 1,
+        boot: BootSource {
+            kernel: PathBuf::from(&kernel),
+            initrd: None,
+            cmdline: String::new(),
+        },
+        intx: IntxMode::Irqfd,
+        console_output: Box::new(std::io::sink()),
+        console_input: None,
+    };
+    let hgcm = Hgcm::new(HgcmConfig::default());
+    hgcm.register_builtin(vmmdev_svc_echo::echo_entry, "")
+        .unwrap();
+    let mut vm = Vm::new(config, hgcm.clone()).unwrap();
+    std::fs::remove_file(&kernel).unwrap();
+    let mem = vm.memory().clone();
+    let write = |address: u32, bytes: &[u8]| {
+        mem.write_slice(bytes, GuestAddress(address.into()))
+            .unwrap()
+    };
+    write(
+        INFO,
+        GuestInfoRequest {
+            header: header(
+                size_of::<GuestInfoRequest>(),
+                RequestType::REPORT_GUEST_INFO,
+            ),
+            interface_version: U32::new(VMMDEV_VERSION),
+            os_type: U32::new(VBOXOSTYPE_LINUX26 | VBOXOSTYPE_X64),
+        }
+        .as_bytes(),
+    );
+    write(
+        CONNECT,
+        HgcmConnectRequest {
+            header: hgcm_header(size_of::<HgcmConnectRequest>(), RequestType::HGCM_CONNECT),
+            location: HgcmServiceLocation::new(LocationType::LOCAL_HOST_EXISTING, b"Echo").unwrap(),
+            client_id: U32::new(0),
+        }
+        .as_bytes(),
+    );
+    write(
+        CALL,
+        HgcmCallRequest {
+            header: hgcm_header(size_of::<HgcmCallRequest>(), RequestType::HGCM_CALL64),
+            client_id: U32::new(0),
+            function: U32::new(vmmdev_svc_echo::FN_NOOP),
+            parameter_count: U32::new(0),
+        }
+        .as_bytes(),
+    );
+    write(
+        ACK,
+        EventsRequest {
+            header: header(size_of::<EventsRequest>(), RequestType::ACKNOWLEDGE_EVENTS),
+            events: U32::new(0),
+        }
+        .as_bytes(),
+    );
+    let stop = vm.stop_handle();
+    let _watchdog = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(300));
+        stop.stop();
+    });
+
+    let (exit, _) = vm.run().unwrap();
+
+    assert_eq!(exit, VmExit::Reset);
+    let read = |address: u32| -> i32 { mem.read_obj(GuestAddress(address.into())).unwrap() };
+    assert_ne!(
+        read(CONNECT + CONNECT_CLIENT_ID),
+        0,
+        "connect gave no client ID"
+    );
+    assert_eq!(
+        read(CALL + FLAGS + 4),
+        Status::VINF_SUCCESS.raw(),
+        "NOOP result"
+    );
+    let exits = vm.counters().snapshot();
+    println!("{test}: {exits}");
+    assert_eq!(exits.hgcm_calls, u64::from(CALLS));
+    assert_eq!(exits.acknowledges, u64::from(CALLS));
+    assert_eq!(exits.of(ExitKind::VmmDevRequest), 2 + 2 * u64::from(CALLS));
+    assert_eq!(
+        exits.total() - exits.of(ExitKind::Other),
+        2 + 2 * u64::from(CALLS) + 1,
+        "exits beyond the request writes and the reset: {exits}"
+    );
     drop(vm);
     hgcm.shutdown();
 }
