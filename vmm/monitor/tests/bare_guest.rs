@@ -17,7 +17,8 @@ use vmmdev_monitor::loader::{BootSource, KernelFormat};
 use vmmdev_monitor::vm::{Vm, VmConfig, VmExit};
 use vmmdev_protocol::Status;
 use vmmdev_protocol::hgcm::{
-    HgcmCallRequest, HgcmConnectRequest, HgcmRequestHeader, HgcmServiceLocation, LocationType,
+    HgcmCallRequest, HgcmCancel2Request32, HgcmConnectRequest, HgcmRequestHeader,
+    HgcmServiceLocation, LocationType, ParameterType,
 };
 use vmmdev_protocol::vmmdev::{
     EventsRequest, GuestInfoRequest, RequestHeader, RequestType, Requestor, VBOXOSTYPE_LINUX26,
@@ -324,6 +325,152 @@ fn bare_guest_hgcm_call_and_acknowledge_cost_one_exit_each() {
         2 + 2 * u64::from(CALLS) + 1,
         "exits beyond the request writes and the reset: {exits}"
     );
+    drop(vm);
+    hgcm.shutdown();
+}
+
+/// Where the cancel guest puts its parked call and the Cancel2 that cancels it.
+const WAIT: u32 = 0x20_4000;
+const CANCEL: u32 = 0x20_5000;
+/// Iterations of the guest's idle loop after the cancel: time for a wrong completion to land.
+const IDLE_LOOPS: u32 = 100_000;
+
+/// Reports the guest info, connects to Echo, parks an `FN_WAIT` call without timeout, cancels it with
+/// Cancel2, idles, then resets the machine.
+fn cancel_guest() -> Vec<u8> {
+    let le = |value: u32| value.to_le_bytes();
+    let mut code = Vec::new();
+    code.extend_from_slice(&[0x66, 0xba, 0x00, 0xd0]); // mov dx, 0xd000
+    for request in [INFO, CONNECT] {
+        code.push(0xb8);
+        code.extend_from_slice(&le(request));
+        code.push(0xef);
+    }
+    code.extend_from_slice(&[0xf6, 0x04, 0x25]); // test byte [CONNECT + FLAGS], 1
+    code.extend_from_slice(&le(CONNECT + FLAGS));
+    code.extend_from_slice(&[0x01, 0x74, 0xf6]); // jz back
+    code.extend_from_slice(&[0x8b, 0x04, 0x25]); // mov eax, [CONNECT + client_id]
+    code.extend_from_slice(&le(CONNECT + CONNECT_CLIENT_ID));
+    code.extend_from_slice(&[0x89, 0x04, 0x25]); // mov [WAIT + client_id], eax
+    code.extend_from_slice(&le(WAIT + CALL_CLIENT_ID));
+    for request in [WAIT, CANCEL] {
+        code.push(0xb8);
+        code.extend_from_slice(&le(request));
+        code.push(0xef);
+    }
+    code.push(0xb9); // mov ecx, IDLE_LOOPS
+    code.extend_from_slice(&le(IDLE_LOOPS));
+    code.extend_from_slice(&[0xff, 0xc9, 0x75, 0xfc]); // dec ecx; jnz back to dec
+    code.extend_from_slice(&[0xb0, 0xfe, 0xe6, 0x64, 0xf4, 0xeb, 0xfd]); // reset, hlt
+    code
+}
+
+/// An HGCM call of `function` with two 32-bit value parameters (the 64-bit parameter layout).
+fn call_with_two_values(function: u32, values: [u32; 2]) -> Vec<u8> {
+    const PARAMETER_SIZE: usize = 16;
+    let size = size_of::<HgcmCallRequest>() + 2 * PARAMETER_SIZE;
+    let mut bytes = HgcmCallRequest {
+        header: hgcm_header(size, RequestType::HGCM_CALL64),
+        client_id: U32::new(0),
+        function: U32::new(function),
+        parameter_count: U32::new(2),
+    }
+    .as_bytes()
+    .to_vec();
+    for value in values {
+        let mut parameter = [0u8; PARAMETER_SIZE];
+        parameter[..4].copy_from_slice(&ParameterType::BIT32.raw().to_le_bytes());
+        parameter[4..8].copy_from_slice(&value.to_le_bytes());
+        bytes.extend_from_slice(&parameter);
+    }
+    bytes
+}
+
+#[test]
+fn bare_guest_cancelled_call_is_never_written_after_the_cancel() {
+    let test = "bare_guest_cancelled_call_is_never_written_after_the_cancel";
+    if !kvm_or_skip(test) {
+        return;
+    }
+    let kernel =
+        std::env::temp_dir().join(format!("vmmdev-monitor-cancel-{}.elf", std::process::id()));
+    std::fs::write(&kernel, elf(&cancel_guest())).unwrap();
+    let config = VmConfig {
+        memory_mib: 128,
+        vcpus: 1,
+        boot: BootSource {
+            kernel: PathBuf::from(&kernel),
+            initrd: None,
+            cmdline: String::new(),
+        },
+        intx: IntxMode::Irqfd,
+        console_output: Box::new(std::io::sink()),
+        console_input: None,
+    };
+    let hgcm = Hgcm::new(HgcmConfig::default());
+    hgcm.register_builtin(vmmdev_svc_echo::echo_entry, "")
+        .unwrap();
+    let mut vm = Vm::new(config, hgcm.clone()).unwrap();
+    std::fs::remove_file(&kernel).unwrap();
+    let mem = vm.memory().clone();
+    let write = |address: u32, bytes: &[u8]| {
+        mem.write_slice(bytes, GuestAddress(address.into()))
+            .unwrap()
+    };
+    write(
+        INFO,
+        GuestInfoRequest {
+            header: header(
+                size_of::<GuestInfoRequest>(),
+                RequestType::REPORT_GUEST_INFO,
+            ),
+            interface_version: U32::new(VMMDEV_VERSION),
+            os_type: U32::new(VBOXOSTYPE_LINUX26 | VBOXOSTYPE_X64),
+        }
+        .as_bytes(),
+    );
+    write(
+        CONNECT,
+        HgcmConnectRequest {
+            header: hgcm_header(size_of::<HgcmConnectRequest>(), RequestType::HGCM_CONNECT),
+            location: HgcmServiceLocation::new(LocationType::LOCAL_HOST_EXISTING, b"Echo").unwrap(),
+            client_id: U32::new(0),
+        }
+        .as_bytes(),
+    );
+    write(
+        WAIT,
+        &call_with_two_values(vmmdev_svc_echo::FN_WAIT, [0, 0]),
+    );
+    write(
+        CANCEL,
+        HgcmCancel2Request32 {
+            header: header(size_of::<HgcmCancel2Request32>(), RequestType::HGCM_CANCEL2),
+            phys_req_to_cancel: U32::new(WAIT),
+        }
+        .as_bytes(),
+    );
+    let stop = vm.stop_handle();
+    let _watchdog = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(300));
+        stop.stop();
+    });
+
+    let (exit, _) = vm.run().unwrap();
+
+    assert_eq!(exit, VmExit::Reset);
+    let read = |address: u32| -> i32 { mem.read_obj(GuestAddress(address.into())).unwrap() };
+    assert_eq!(read(CANCEL + 12), Status::VINF_SUCCESS.raw(), "Cancel2 rc");
+    assert_eq!(
+        read(WAIT + 12),
+        Status::VINF_HGCM_ASYNC_EXECUTE.raw(),
+        "the call was accepted"
+    );
+    assert_eq!(read(WAIT + FLAGS) & 1, 0, "DONE set in the cancelled call");
+    let audit = vm.cancel_audit();
+    println!("{test}: {audit}");
+    assert_eq!(audit.cancels, 1);
+    assert!(audit.violations.is_empty(), "{audit:?}");
     drop(vm);
     hgcm.shutdown();
 }
