@@ -16,8 +16,9 @@
 //! - [`pci`]: configuration mechanism #1 with the host bridge; [`serial`]: the console; [`intx`]: VMMDev's
 //!   interrupt on KVM.
 //! - [`emulation`]: instructions KVM could not emulate (hosts that emulate guest kernel code).
-//! - [`exits`]: VM exit counters; [`audit`]: the host's check that cancelled requests stay untouched;
-//!   [`vm`]: the VM, its vCPU threads and how a run ends.
+//! - [`exits`]: VM exit counters; [`audit`]: the host's check that cancelled requests stay untouched.
+//! - [`vm`]: the VM and how a run ends; inside it, the machine the vCPUs see (port map, BARs) and the
+//!   vCPU threads.
 //!
 //! ```no_run
 //! use std::path::PathBuf;
@@ -50,8 +51,10 @@ pub mod exits;
 pub mod intx;
 pub mod layout;
 pub mod loader;
+mod machine;
 pub mod memory;
 pub mod mptable;
 pub mod pci;
 pub mod serial;
+mod vcpu;
 pub mod vm;
