@@ -4,7 +4,8 @@
 //! together: the kernel's own, unmodified `vboxguest` must probe the device, and every scripted check of
 //! linux-guest.md §7 that the image carries (items 1–15: HGCM against the example echo service, and
 //! guest properties against VBoxGuestPropSvc) must pass, and a host directory must mount with the
-//! kernel's own vboxsf. Port 0x504 is not part of the vfio-user device, so under QEMU the backdoor log is
+//! kernel's own vboxsf and pass the shared-folder checks of items 18–41 (steps/70-sf.sh) against
+//! VBoxSharedFolders, including a read-only share and a symlink that points out of the share. Port 0x504 is not part of the vfio-user device, so under QEMU the backdoor log is
 //! captured by QEMU's own debug console on that port, and the test checks the guest's text arrived there.
 
 use std::path::{Path, PathBuf};
@@ -59,6 +60,25 @@ const STEPS: &[&str] = &[
     "guestprop-wait-kill",
     "guestprop-wait-many",
     "demo-mount",
+    "sf-mount-unknown",
+    "sf-list",
+    "sf-read",
+    "sf-write-readback",
+    "sf-append-overwrite",
+    "sf-truncate",
+    "sf-otrunc-mode",
+    "sf-mkdir-rmdir",
+    "sf-rename",
+    "sf-unlink",
+    "sf-chmod-utimes",
+    "sf-symlink",
+    "sf-statfs",
+    "sf-big-copy",
+    "sf-exec",
+    "sf-unicode",
+    "sf-read-only",
+    "sf-second-mount",
+    "sf-escape",
 ];
 
 /// The guest property the host sets before boot, as the `guestprop-from-host` step expects it.
@@ -66,6 +86,41 @@ const HOST_PROPERTY: &str = "/Test/FromHost=hello-from-host";
 
 /// The share the host offers and `demo-mount` mounts.
 const SHARE: &str = "e2e";
+
+/// The name the `sf-unicode` step creates in the share's `work-unicode` directory.
+const UNICODE_NAME: &str = "héllo_ü_日本.txt";
+
+/// The read-only share the `sf-read-only` step mounts.
+const READ_ONLY_SHARE: &str = "e2e-ro";
+
+/// Fills the shares' host directories with what the shared-folder steps (steps/70-sf.sh) expect: files the
+/// guest reads, an empty and a 600-entry directory, and an absolute symlink to a host directory outside
+/// the share whose file the guest must not reach. Returns the read-write and the read-only directory.
+fn prepare_shares(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+    let share_dir = dir.join("share");
+    let read_only_dir = dir.join("share-ro");
+    let outside_dir = dir.join("outside");
+    for stale in [&share_dir, &read_only_dir, &outside_dir] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)?;
+        }
+    }
+    let fixtures = share_dir.join("fixtures");
+    std::fs::create_dir_all(fixtures.join("empty"))?;
+    std::fs::create_dir_all(fixtures.join("many"))?;
+    std::fs::create_dir_all(&read_only_dir)?;
+    std::fs::create_dir_all(&outside_dir)?;
+    std::fs::write(share_dir.join("from-host.txt"), "hello from the host\n")?;
+    let lines: String = (1..=20_000).map(|n| format!("line {n}\n")).collect();
+    std::fs::write(fixtures.join("lines.txt"), lines)?;
+    for n in 0..600 {
+        std::fs::write(fixtures.join("many").join(format!("many-{n}")), "")?;
+    }
+    std::fs::write(outside_dir.join("secret.txt"), "HOST-SECRET\n")?;
+    std::os::unix::fs::symlink(&outside_dir, share_dir.join("escape"))?;
+    std::fs::write(read_only_dir.join("ro.txt"), "read-only share\n")?;
+    Ok((share_dir, read_only_dir))
+}
 
 fn test_dir(test: &str) -> PathBuf {
     run_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), test)
@@ -92,15 +147,15 @@ fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
         "-device".to_owned(),
         "isa-debugcon,iobase=0x504,chardev=backdoor".to_owned(),
     ]);
-    let share_dir = dir.join("share");
-    std::fs::create_dir_all(&share_dir).unwrap();
-    std::fs::write(share_dir.join("from-host.txt"), "hello from the host\n").unwrap();
+    let (share_dir, read_only_dir) = prepare_shares(&dir).unwrap();
     let mut device = DeviceServer::new(server);
     device.args.extend([
         "--guest-property".into(),
         HOST_PROPERTY.into(),
         "--share".into(),
-        format!("{SHARE}={}", share_dir.display()).into(),
+        format!("{SHARE}={},symlinks=inside", share_dir.display()).into(),
+        "--share".into(),
+        format!("{READ_ONLY_SHARE}={},ro", read_only_dir.display()).into(),
     ]);
     let expected = Expectations::new().pass(STEPS);
     let mut spec = BootSpec::test(&artifacts.kernel, &artifacts.initrd, &expected.step_names())
@@ -113,6 +168,12 @@ fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
     if let Err(mismatch) = run.verify(&expected) {
         panic!("{mismatch}");
     }
+    let unicode_name = share_dir.join("work-unicode").join(UNICODE_NAME);
+    assert!(
+        unicode_name.is_file(),
+        "the guest's UTF-8 file name did not arrive as the same bytes: no {}",
+        unicode_name.display()
+    );
     let backdoor = std::fs::read_to_string(&debugcon).unwrap_or_default();
     assert!(
         backdoor.contains(BACKDOOR_TEXT),
