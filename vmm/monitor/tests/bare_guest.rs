@@ -474,3 +474,105 @@ fn bare_guest_cancelled_call_is_never_written_after_the_cancel() {
     drop(vm);
     hgcm.shutdown();
 }
+
+/// A page directory mapping 3–4 GiB with 2 MiB pages, so that the guest can reach the VMMDev RAM BAR
+/// (the boot page tables map only the first GiB).
+const HIGH_PD: u64 = 0x30_0000;
+/// The boot PDPT (`layout::BOOT_PDPT`) and its entry for the fourth GiB.
+const PDPT_ENTRY_3: u64 = vmmdev_monitor::layout::BOOT_PDPT + 3 * 8;
+
+/// Reads the VMMDev RAM's size and version words at the BAR and prints their bytes; turns memory decoding
+/// off, reads (and prints) again, turns it back on, reads and prints once more; resets.
+fn ram_bar_guest() -> Vec<u8> {
+    let bar = vmmdev_monitor::layout::VMMDEV_RAM_BAR.to_le_bytes();
+    let mut code = vec![0xbb, bar[0], bar[1], bar[2], bar[3]]; // mov ebx, BAR (zero-extended into rbx)
+    let print_eax = [
+        0x66, 0xba, 0xf8, 0x03, // mov dx, 0x3f8
+        0xee, 0xc1, 0xe8, 0x08, 0xee, 0xc1, 0xe8, 0x08, 0xee, 0xc1, 0xe8, 0x08,
+        0xee, // four bytes of eax
+    ];
+    let set_command = |value: u8| {
+        vec![
+            0x66, 0xba, 0xf8, 0x0c, // mov dx, 0xcf8
+            0xb8, 0x04, 0x20, 0x00, 0x80, // mov eax, 0x8000_2004 (00:04.0, command register)
+            0xef, // out dx, eax
+            0x66, 0xba, 0xfc, 0x0c, // mov dx, 0xcfc
+            0x66, 0xb8, value, 0x00, // mov ax, value
+            0x66, 0xef, // out dx, ax
+        ]
+    };
+    code.extend_from_slice(&[0x8b, 0x03]); // mov eax, [rbx]: size
+    code.extend_from_slice(&print_eax);
+    code.extend_from_slice(&[0x8b, 0x43, 0x04]); // mov eax, [rbx + 4]: version
+    code.extend_from_slice(&print_eax);
+    code.extend(set_command(0x01)); // I/O only: the BAR stops decoding
+    code.extend_from_slice(&[0x8b, 0x03]);
+    code.extend_from_slice(&print_eax);
+    code.extend(set_command(0x03)); // I/O and memory again
+    code.extend_from_slice(&[0x8b, 0x03]);
+    code.extend_from_slice(&print_eax);
+    code.extend_from_slice(&[0xb0, 0xfe, 0xe6, 0x64, 0xf4, 0xeb, 0xfd]); // reset, hlt
+    code
+}
+
+#[test]
+fn bare_guest_reads_vmmdev_ram_without_exits_and_the_slot_follows_memory_decoding() {
+    let test = "bare_guest_reads_vmmdev_ram_without_exits_and_the_slot_follows_memory_decoding";
+    if !kvm_or_skip(test) {
+        return;
+    }
+    let kernel =
+        std::env::temp_dir().join(format!("vmmdev-monitor-ram-{}.elf", std::process::id()));
+    std::fs::write(&kernel, elf(&ram_bar_guest())).unwrap();
+    let (sender, receiver) = mpsc::channel();
+    let config = VmConfig {
+        memory_mib: 128,
+        vcpus: 1,
+        boot: BootSource {
+            kernel: PathBuf::from(&kernel),
+            initrd: None,
+            cmdline: String::new(),
+        },
+        intx: IntxMode::Irqfd,
+        console_output: Box::new(Console(sender)),
+        console_input: None,
+    };
+    let hgcm = Hgcm::new(HgcmConfig::default());
+    let mut vm = Vm::new(config, hgcm.clone()).unwrap();
+    std::fs::remove_file(&kernel).unwrap();
+    let mem = vm.memory().clone();
+    mem.write_obj(HIGH_PD | 0x3, GuestAddress(PDPT_ENTRY_3))
+        .unwrap();
+    for index in 0..512u64 {
+        let page = (3 << 30) + (index << 21);
+        mem.write_obj(page | 0x83, GuestAddress(HIGH_PD + index * 8))
+            .unwrap();
+    }
+    let stop = vm.stop_handle();
+    let _watchdog = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(120));
+        stop.stop();
+    });
+
+    let (exit, _) = vm.run().unwrap();
+
+    assert_eq!(exit, VmExit::Reset);
+    let console: Vec<u8> = receiver.try_iter().collect();
+    let words: Vec<u32> = console
+        .chunks(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(
+        words,
+        [0x003f_fd28, 1, u32::MAX, 0x003f_fd28],
+        "size, version, size with decoding off, size with decoding on"
+    );
+    let exits = vm.counters().snapshot();
+    assert_eq!(
+        exits.of(ExitKind::Mmio),
+        1,
+        "only the read with decoding off leaves KVM: {exits}"
+    );
+    drop(vm);
+    hgcm.shutdown();
+}
