@@ -79,6 +79,9 @@ const STEPS: &[&str] = &[
     "sf-read-only",
     "sf-second-mount",
     "sf-escape",
+    "sf-symlink-outside",
+    "sf-concurrent-reads",
+    "sf-irq-quiet",
 ];
 
 /// The guest property the host sets before boot, as the `guestprop-from-host` step expects it.
@@ -89,6 +92,9 @@ const SHARE: &str = "e2e";
 
 /// The name the `sf-unicode` step creates in the share's `work-unicode` directory.
 const UNICODE_NAME: &str = "héllo_ü_日本.txt";
+
+/// The modification time `sf-chmod-utimes` sets: 2001-02-03 04:05:06 UTC (the guest has no time zone).
+const GUEST_MTIME: u64 = 981_173_106;
 
 /// The read-only share the `sf-read-only` step mounts.
 const READ_ONLY_SHARE: &str = "e2e-ro";
@@ -118,8 +124,59 @@ fn prepare_shares(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
     }
     std::fs::write(outside_dir.join("secret.txt"), "HOST-SECRET\n")?;
     std::os::unix::fs::symlink(&outside_dir, share_dir.join("escape"))?;
+    std::os::unix::fs::symlink("fixtures/lines.txt", share_dir.join("host-link"))?;
     std::fs::write(read_only_dir.join("ro.txt"), "read-only share\n")?;
     Ok((share_dir, read_only_dir))
+}
+
+/// What the shared-folder steps left on the host: the bytes and attributes the guest wrote, the guest's
+/// UTF-8 name as the same bytes, and the directory outside the share untouched.
+fn check_host_side_of_the_shares(share_dir: &Path, outside_dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+
+    let read = |path: &str| std::fs::read_to_string(share_dir.join(path)).unwrap_or_default();
+    assert_eq!(
+        read("work-write/w.txt"),
+        "hello\n",
+        "sf-write-readback on the host"
+    );
+    assert_eq!(
+        read("work-append/w.txt"),
+        "hXYlo\nmore\n",
+        "sf-append-overwrite on the host"
+    );
+    assert_eq!(read("work-rename/db/r2"), "1\n", "sf-rename on the host");
+    let chmodded = std::fs::metadata(share_dir.join("work-chmod/w.txt")).unwrap();
+    assert_eq!(
+        chmodded.permissions().mode() & 0o777,
+        0o644,
+        "sf-chmod-utimes: mode on the host"
+    );
+    let mtime = chmodded
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    assert_eq!(
+        mtime.as_secs(),
+        GUEST_MTIME,
+        "sf-chmod-utimes: mtime on the host"
+    );
+    let unicode_name = share_dir.join("work-unicode").join(UNICODE_NAME);
+    assert!(
+        unicode_name.is_file(),
+        "the guest's UTF-8 file name did not arrive as the same bytes: no {}",
+        unicode_name.display()
+    );
+    let outside: Vec<_> = std::fs::read_dir(outside_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        outside,
+        ["secret.txt"],
+        "the guest changed the directory outside the share"
+    );
 }
 
 fn test_dir(test: &str) -> PathBuf {
@@ -168,12 +225,7 @@ fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
     if let Err(mismatch) = run.verify(&expected) {
         panic!("{mismatch}");
     }
-    let unicode_name = share_dir.join("work-unicode").join(UNICODE_NAME);
-    assert!(
-        unicode_name.is_file(),
-        "the guest's UTF-8 file name did not arrive as the same bytes: no {}",
-        unicode_name.display()
-    );
+    check_host_side_of_the_shares(&share_dir, &dir.join("outside"));
     let backdoor = std::fs::read_to_string(&debugcon).unwrap_or_default();
     assert!(
         backdoor.contains(BACKDOOR_TEXT),

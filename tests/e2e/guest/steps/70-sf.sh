@@ -6,14 +6,16 @@
 # The host (tests/e2e/tests/boot_with_device.rs) offers two shares before boot:
 #   e2e     read-write, symlinks=inside, mounted at /media/sf_e2e by demo-mount (mounted here when absent).
 #           It holds fixtures/lines.txt ("line 1" .. "line 20000", one per line), fixtures/empty/ (an empty
-#           directory), fixtures/many/ (600 files many-0 .. many-599), and escape, an absolute symlink to a
-#           host directory outside the share whose file secret.txt holds the text HOST-SECRET.
+#           directory), fixtures/many/ (600 files many-0 .. many-599), host-link, a relative symlink to
+#           fixtures/lines.txt, and escape, an absolute symlink to a host directory outside the share whose
+#           file secret.txt holds the text HOST-SECRET.
 #   e2e-ro  read-only, holding ro.txt ("read-only share").
 # Each step works in its own directory work-<step> of the share, so the steps do not depend on each other.
 
 register_steps sf-mount-unknown sf-list sf-read sf-write-readback sf-append-overwrite sf-truncate \
     sf-otrunc-mode sf-mkdir-rmdir sf-rename sf-unlink sf-chmod-utimes sf-symlink sf-statfs sf-big-copy \
-    sf-exec sf-unicode sf-read-only sf-second-mount sf-escape
+    sf-exec sf-unicode sf-read-only sf-second-mount sf-escape sf-symlink-outside sf-concurrent-reads \
+    sf-irq-quiet
 
 SF_SHARE=e2e
 SF_ROOT=/media/sf_e2e
@@ -256,6 +258,11 @@ step_sf_symlink() {
     must rm "$work/lnk" >/dev/null
     [ -L "$work/lnk" ] && fail "lnk still exists after rm"
     sf_expect_content "$work/w.txt" hello
+    [ -L "$SF_ROOT/host-link" ] || fail "the host's symlink host-link is not shown as a link"
+    target=$(readlink "$SF_ROOT/host-link")
+    [ "$target" = fixtures/lines.txt ] || fail "readlink host-link shows '$target', expected 'fixtures/lines.txt'"
+    first=$(head -n 1 "$SF_ROOT/host-link")
+    [ "$first" = "line 1" ] || fail "reading through host-link gives '$first', expected 'line 1'"
 }
 
 # Item 33: statfs reports the vboxsf type and a non-zero block size.
@@ -371,4 +378,53 @@ step_sf_escape() {
         fi
     done
     [ "$(cd "$SF_ROOT/.." && pwd)" = /media ] || fail "'..' at the share's root does not lead to /media"
+}
+
+# Item 32 with symlinks=inside: the host refuses links whose target leaves the share, with EPERM (never a
+# protocol error), and creates nothing.
+step_sf_symlink_outside() {
+    sf_require_mount
+    work=$(sf_workdir symlink-outside)
+    for target in /etc ../../.. ../../outside/secret.txt; do
+        name="out-$(printf '%s' "$target" | tr -c 'a-z' '_')"
+        if out=$(ln -s "$target" "$work/$name" 2>&1); then
+            fail "ln -s $target succeeded on a share with symlinks=inside"
+        fi
+        case "$out" in
+        *"Operation not permitted"*) ;;
+        *) fail "ln -s $target: '$(one_line "$out")', expected 'Operation not permitted'" ;;
+        esac
+        [ -L "$work/$name" ] && fail "the refused ln -s $target left a link"
+    done
+    return 0
+}
+
+# Item 38: four readers of one file at once all finish with the same checksum.
+step_sf_concurrent_reads() {
+    sf_require_mount
+    work=$(sf_workdir concurrent)
+    must dd if=/dev/urandom of="$work/data" bs=64k count=32 >/dev/null
+    expected=$(md5sum "$work/data" | cut -d' ' -f1)
+    sf_drop_caches
+    for reader in 1 2 3 4; do
+        md5sum "$work/data" >"/tmp/sf-reader-$reader" 2>&1 &
+    done
+    wait
+    for reader in 1 2 3 4; do
+        actual=$(cut -d' ' -f1 "/tmp/sf-reader-$reader")
+        [ "$actual" = "$expected" ] || fail "reader $reader got '$(one_line "$actual")', expected $expected"
+    done
+}
+
+# Item 39: after the shared-folder traffic the kernel has not disabled the device's interrupt or met an
+# unknown status code.
+step_sf_irq_quiet() {
+    sf_require_mount
+    damage=$(dmesg | grep -i -E "nobody cared|Disabling IRQ|Unhandled err")
+    [ -z "$damage" ] || fail "kernel log: $(printf '%s\n' "$damage" | head -n 2)"
+    irq=$(cat "$VMMDEV_PCI/irq" 2>/dev/null)
+    if [ -n "$irq" ] && [ -r "/proc/irq/$irq/spurious" ]; then
+        note "irq $irq: $(one_line "$(cat "/proc/irq/$irq/spurious")")"
+    fi
+    return 0
 }
