@@ -21,8 +21,8 @@ use vmmdev_protocol::hgcm::{
     HgcmServiceLocation, LocationType, ParameterType,
 };
 use vmmdev_protocol::vmmdev::{
-    EventsRequest, GuestInfoRequest, RequestHeader, RequestType, Requestor, VBOXOSTYPE_LINUX26,
-    VBOXOSTYPE_X64, VMMDEV_VERSION,
+    Events, EventsRequest, GuestInfoRequest, RequestHeader, RequestType, Requestor,
+    VBOXOSTYPE_LINUX26, VBOXOSTYPE_X64, VMMDEV_VERSION,
 };
 use zerocopy::IntoBytes;
 use zerocopy::little_endian::{I32, U32};
@@ -572,6 +572,204 @@ fn bare_guest_reads_vmmdev_ram_without_exits_and_the_slot_follows_memory_decodin
         exits.of(ExitKind::Mmio),
         1,
         "only the read with decoding off leaves KVM: {exits}"
+    );
+    drop(vm);
+    hgcm.shutdown();
+}
+
+/// Interrupts handled by the interrupt guest's handler, and its IDT register image and IDT.
+const COUNT: u32 = 0x20_6000;
+const IDTR: u32 = 0x20_7000;
+const IDT: u64 = 0x31_0000;
+/// The vector the guest programs for IOAPIC pin 16 (VMMDev's INTA#).
+const VECTOR: u8 = 0x40;
+
+/// The interrupt handler (returned first) and the main program of the interrupt guest. The handler does
+/// what Linux's vboxguest handler does (AcknowledgeEvents), prints 'I', counts and sends the LAPIC EOI.
+/// The main program loads the IDT, enables the LAPIC, routes IOAPIC pin 16 level-triggered and active-low
+/// to the vector, reports the guest info and connects to Echo, waits for the first interrupt, makes one
+/// NOOP call, waits for the second, and resets the machine.
+fn interrupt_guest() -> (Vec<u8>, Vec<u8>) {
+    let le = |value: u32| value.to_le_bytes();
+    let mut handler = vec![0x50, 0x53, 0x52]; // push rax, rbx, rdx
+    handler.extend_from_slice(&[0x66, 0xba, 0x00, 0xd0, 0xb8]); // mov dx, 0xd000; mov eax, ACK
+    handler.extend_from_slice(&le(ACK));
+    handler.push(0xef); // out dx, eax
+    handler.extend_from_slice(&[0x66, 0xba, 0xf8, 0x03, 0xb0, b'I', 0xee]); // print 'I'
+    handler.extend_from_slice(&[0xff, 0x04, 0x25]); // inc dword [COUNT]
+    handler.extend_from_slice(&le(COUNT));
+    handler.extend_from_slice(&[0xbb, 0xb0, 0x00, 0xe0, 0xfe]); // mov ebx, LAPIC EOI register
+    handler.extend_from_slice(&[0xc7, 0x03, 0, 0, 0, 0]); // mov dword [rbx], 0
+    handler.extend_from_slice(&[0x5a, 0x5b, 0x58, 0x48, 0xcf]); // pop rdx, rbx, rax; iretq
+
+    let mut main = vec![0x0f, 0x01, 0x1c, 0x25]; // lidt [IDTR]
+    main.extend_from_slice(&le(IDTR));
+    main.extend_from_slice(&[0xbb, 0xf0, 0x00, 0xe0, 0xfe]); // mov ebx, LAPIC spurious vector register
+    main.extend_from_slice(&[0xc7, 0x03, 0xff, 0x01, 0, 0]); // software-enable the LAPIC
+    main.extend_from_slice(&[0xbb, 0x00, 0x00, 0xc0, 0xfe]); // mov ebx, IOAPIC
+    let redirection_low = u32::from(VECTOR) | (1 << 13) | (1 << 15); // active low, level
+    main.extend_from_slice(&[0xc7, 0x03, 0x30, 0, 0, 0, 0xc7, 0x43, 0x10]); // pin 16, low dword
+    main.extend_from_slice(&le(redirection_low));
+    main.extend_from_slice(&[0xc7, 0x03, 0x31, 0, 0, 0, 0xc7, 0x43, 0x10, 0, 0, 0, 0]); // high: APIC 0
+    main.extend_from_slice(&[0x66, 0xba, 0x00, 0xd0]); // mov dx, 0xd000
+    for request in [INFO, CONNECT] {
+        main.push(0xb8);
+        main.extend_from_slice(&le(request));
+        main.push(0xef);
+    }
+    let wait_for = |code: &mut Vec<u8>, count: u8| {
+        let start = code.len();
+        code.extend_from_slice(&[0xfb, 0xf4, 0xfa]); // sti; hlt; cli
+        code.extend_from_slice(&[0x83, 0x3c, 0x25]); // cmp dword [COUNT], count
+        code.extend_from_slice(&le(COUNT));
+        code.push(count);
+        let back = start as i64 - (code.len() as i64 + 2);
+        code.extend_from_slice(&[0x72, back as i8 as u8]); // jb back to sti
+    };
+    wait_for(&mut main, 1);
+    main.extend_from_slice(&[0x8b, 0x04, 0x25]); // mov eax, [CONNECT + client_id]
+    main.extend_from_slice(&le(CONNECT + CONNECT_CLIENT_ID));
+    main.extend_from_slice(&[0x89, 0x04, 0x25]); // mov [CALL + client_id], eax
+    main.extend_from_slice(&le(CALL + CALL_CLIENT_ID));
+    main.extend_from_slice(&[0x66, 0xba, 0x00, 0xd0, 0xb8]); // mov dx, 0xd000; mov eax, CALL
+    main.extend_from_slice(&le(CALL));
+    main.push(0xef);
+    wait_for(&mut main, 2);
+    main.extend_from_slice(&[0xb0, 0xfe, 0xe6, 0x64, 0xf4, 0xeb, 0xfd]); // reset, hlt
+    (handler, main)
+}
+
+#[test]
+fn bare_guest_takes_one_level_interrupt_per_completion_through_the_irqfd() {
+    let test = "bare_guest_takes_one_level_interrupt_per_completion_through_the_irqfd";
+    if !kvm_or_skip(test) {
+        return;
+    }
+    let (handler, main) = interrupt_guest();
+    // The ELF entry is the start of the code: jump over the handler to the main program.
+    let mut code = vec![0xe9];
+    code.extend_from_slice(&(handler.len() as u32).to_le_bytes()); // jmp rel32 over the handler
+    let handler_address = ENTRY + code.len() as u64;
+    code.extend_from_slice(&handler);
+    code.extend_from_slice(&main);
+    let kernel =
+        std::env::temp_dir().join(format!("vmmdev-monitor-irq-{}.elf", std::process::id()));
+    std::fs::write(&kernel, elf(&code)).unwrap();
+    let (sender, receiver) = mpsc::channel();
+    let config = VmConfig {
+        memory_mib: 128,
+        vcpus: 1,
+        boot: BootSource {
+            kernel: PathBuf::from(&kernel),
+            initrd: None,
+            cmdline: String::new(),
+        },
+        intx: IntxMode::Irqfd,
+        console_output: Box::new(Console(sender)),
+        console_input: None,
+    };
+    let hgcm = Hgcm::new(HgcmConfig::default());
+    hgcm.register_builtin(vmmdev_svc_echo::echo_entry, "")
+        .unwrap();
+    let mut vm = Vm::new(config, hgcm.clone()).unwrap();
+    std::fs::remove_file(&kernel).unwrap();
+    let mem = vm.memory().clone();
+    let write = |address: u64, bytes: &[u8]| mem.write_slice(bytes, GuestAddress(address)).unwrap();
+    // The fourth GiB (IOAPIC, LAPIC) mapped with 2 MiB pages.
+    mem.write_obj(HIGH_PD | 0x3, GuestAddress(PDPT_ENTRY_3))
+        .unwrap();
+    for index in 0..512u64 {
+        let page = (3 << 30) + (index << 21);
+        mem.write_obj(page | 0x83, GuestAddress(HIGH_PD + index * 8))
+            .unwrap();
+    }
+    // A 64-bit interrupt gate for the vector, and the IDT register image.
+    let mut gate = [0u8; 16];
+    gate[0..2].copy_from_slice(&(handler_address as u16).to_le_bytes());
+    gate[2..4].copy_from_slice(&0x08u16.to_le_bytes());
+    gate[5] = 0x8e;
+    gate[6..8].copy_from_slice(&((handler_address >> 16) as u16).to_le_bytes());
+    gate[8..12].copy_from_slice(&((handler_address >> 32) as u32).to_le_bytes());
+    write(IDT + u64::from(VECTOR) * 16, &gate);
+    let mut idtr = [0u8; 10];
+    idtr[0..2].copy_from_slice(&0x0fffu16.to_le_bytes());
+    idtr[2..10].copy_from_slice(&IDT.to_le_bytes());
+    write(IDTR.into(), &idtr);
+    write(
+        INFO.into(),
+        GuestInfoRequest {
+            header: header(
+                size_of::<GuestInfoRequest>(),
+                RequestType::REPORT_GUEST_INFO,
+            ),
+            interface_version: U32::new(VMMDEV_VERSION),
+            os_type: U32::new(VBOXOSTYPE_LINUX26 | VBOXOSTYPE_X64),
+        }
+        .as_bytes(),
+    );
+    write(
+        CONNECT.into(),
+        HgcmConnectRequest {
+            header: hgcm_header(size_of::<HgcmConnectRequest>(), RequestType::HGCM_CONNECT),
+            location: HgcmServiceLocation::new(LocationType::LOCAL_HOST_EXISTING, b"Echo").unwrap(),
+            client_id: U32::new(0),
+        }
+        .as_bytes(),
+    );
+    write(
+        CALL.into(),
+        HgcmCallRequest {
+            header: hgcm_header(size_of::<HgcmCallRequest>(), RequestType::HGCM_CALL64),
+            client_id: U32::new(0),
+            function: U32::new(vmmdev_svc_echo::FN_NOOP),
+            parameter_count: U32::new(0),
+        }
+        .as_bytes(),
+    );
+    write(
+        ACK.into(),
+        EventsRequest {
+            header: header(size_of::<EventsRequest>(), RequestType::ACKNOWLEDGE_EVENTS),
+            events: U32::new(0),
+        }
+        .as_bytes(),
+    );
+    let stop = vm.stop_handle();
+    let _watchdog = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(120));
+        stop.stop();
+    });
+
+    let (exit, _) = vm.run().unwrap();
+
+    let console: Vec<u8> = receiver.try_iter().collect();
+    let exits = vm.counters().snapshot();
+    println!(
+        "{test}: {exit:?} console {:?} {exits}",
+        String::from_utf8_lossy(&console)
+    );
+    assert_eq!(exit, VmExit::Reset);
+    assert_eq!(
+        console, b"II",
+        "one interrupt per completion (connect, call), none spurious"
+    );
+    let read = |address: u32| -> u32 { mem.read_obj(GuestAddress(address.into())).unwrap() };
+    assert_eq!(read(COUNT), 2);
+    assert_eq!(
+        read(ACK + 24),
+        Events::HGCM.bits(),
+        "the second acknowledge returned the HGCM event"
+    );
+    assert_eq!(exits.acknowledges, 2);
+    assert_eq!(
+        exits.of(ExitKind::Mmio),
+        0,
+        "LAPIC and IOAPIC are in-kernel: {exits}"
+    );
+    assert_eq!(
+        exits.total() - exits.of(ExitKind::Other),
+        3 + 2 + 2 + 1,
+        "three requests, two acknowledges, two serial bytes and the reset: {exits}"
     );
     drop(vm);
     hgcm.shutdown();
