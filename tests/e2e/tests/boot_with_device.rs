@@ -9,6 +9,9 @@
 //! captured by QEMU's own debug console on that port, and the test checks the guest's text arrived there.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 use vmmdev_e2e::artifacts::{artifacts_or_skip, run_dir};
 use vmmdev_e2e::backend::{BootSpec, DeviceServer};
@@ -82,6 +85,7 @@ const STEPS: &[&str] = &[
     "sf-symlink-outside",
     "sf-concurrent-reads",
     "sf-irq-quiet",
+    "sf-host-change",
 ];
 
 /// The guest property the host sets before boot, as the `guestprop-from-host` step expects it.
@@ -126,6 +130,7 @@ fn prepare_shares(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
     std::os::unix::fs::symlink(&outside_dir, share_dir.join("escape"))?;
     std::os::unix::fs::symlink("fixtures/lines.txt", share_dir.join("host-link"))?;
     std::fs::write(read_only_dir.join("ro.txt"), "read-only share\n")?;
+    std::fs::write(share_dir.join("hv.txt"), "before\n")?;
     Ok((share_dir, read_only_dir))
 }
 
@@ -179,6 +184,28 @@ fn check_host_side_of_the_shares(share_dir: &Path, outside_dir: &Path) {
     );
 }
 
+/// The host's side of `sf-host-change`: until `stop` is set, waits for the guest's `hv-request` in the
+/// share, then rewrites `hv.txt` with a newer modification time and answers with `hv-done`.
+fn rewrite_on_request(share_dir: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            if share_dir.join("hv-request").exists() {
+                let rewrite = || -> std::io::Result<()> {
+                    let file = std::fs::File::create(share_dir.join("hv.txt"))?;
+                    std::io::Write::write_all(&mut &file, b"after\n")?;
+                    file.set_modified(SystemTime::now() + Duration::from_secs(10))?;
+                    std::fs::write(share_dir.join("hv-done"), "")
+                };
+                if let Err(error) = rewrite() {
+                    eprintln!("sf-host-change: rewriting hv.txt failed: {error}");
+                }
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+}
+
 fn test_dir(test: &str) -> PathBuf {
     run_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), test)
 }
@@ -219,7 +246,12 @@ fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
         .with_device(device);
     spec.cmdline.push_str(&format!(" vmmdev.mount={SHARE}"));
 
-    let run = boot(&backend, &spec, &dir, &RunOptions::default()).unwrap();
+    let stop_rewriter = Arc::new(AtomicBool::new(false));
+    let rewriter = rewrite_on_request(share_dir.clone(), Arc::clone(&stop_rewriter));
+    let run = boot(&backend, &spec, &dir, &RunOptions::default());
+    stop_rewriter.store(true, Ordering::Relaxed);
+    rewriter.join().unwrap();
+    let run = run.unwrap();
 
     println!("{}", run.summary());
     if let Err(mismatch) = run.verify(&expected) {

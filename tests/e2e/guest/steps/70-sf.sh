@@ -9,13 +9,15 @@
 #           directory), fixtures/many/ (600 files many-0 .. many-599), host-link, a relative symlink to
 #           fixtures/lines.txt, and escape, an absolute symlink to a host directory outside the share whose
 #           file secret.txt holds the text HOST-SECRET.
+#           While the guest runs, the host waits for the file hv-request; when it appears, the host rewrites
+#           hv.txt ("before" -> "after", with a newer mtime) and creates hv-done.
 #   e2e-ro  read-only, holding ro.txt ("read-only share").
 # Each step works in its own directory work-<step> of the share, so the steps do not depend on each other.
 
 register_steps sf-mount-unknown sf-list sf-read sf-write-readback sf-append-overwrite sf-truncate \
     sf-otrunc-mode sf-mkdir-rmdir sf-rename sf-unlink sf-chmod-utimes sf-symlink sf-statfs sf-big-copy \
     sf-exec sf-unicode sf-read-only sf-second-mount sf-escape sf-symlink-outside sf-concurrent-reads \
-    sf-irq-quiet
+    sf-irq-quiet sf-host-change
 
 SF_SHARE=e2e
 SF_ROOT=/media/sf_e2e
@@ -427,4 +429,24 @@ step_sf_irq_quiet() {
         note "irq $irq: $(one_line "$(cat "/proc/irq/$irq/spurious")")"
     fi
     return 0
+}
+
+# Item 35: a file the host rewrites while it is mounted shows the new content in the guest.
+step_sf_host_change() {
+    sf_require_mount
+    sf_expect_content "$SF_ROOT/hv.txt" before
+    : >"$SF_ROOT/hv-request" || fail "creating hv-request failed"
+    tries=0
+    until [ -e "$SF_ROOT/hv-done" ]; do
+        tries=$((tries + 1))
+        [ $tries -le 200 ] || fail "the host did not answer hv-request within 20 s"
+        sleep 0.1
+    done
+    tries=0
+    until [ "$(cat "$SF_ROOT/hv.txt")" = after ]; do
+        tries=$((tries + 1))
+        [ $tries -le 50 ] || fail "hv.txt still reads '$(one_line "$(cat "$SF_ROOT/hv.txt")")' 5 s after the host rewrote it"
+        sleep 0.1
+    done
+    note "the host's rewrite was visible after $tries retries 0.1 s apart"
 }
