@@ -4,7 +4,8 @@
 //! `vmmdev-vfio-user` (the device over vfio-user) and `vmmdev-monitor` (the device in a KVM monitor) offer
 //! the same host configuration; this crate is its one definition. A binary flattens [`HostOptions`] into
 //! its clap parser, refuses what this build cannot honour with [`HostOptions::unsupported`], and builds the
-//! HGCM framework with [`HostOptions::build_hgcm`].
+//! HGCM framework with [`HostOptions::build_hgcm`], then starts the `--control` endpoint over it with
+//! [`HostOptions::start_control`].
 //!
 //! Every value is validated while parsing, so a bad argument is reported as one line before anything is
 //! started. Options for services the project does not have yet are validated and then refused
@@ -28,6 +29,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use vmmdev_control::{Control, ControlServer};
 use vmmdev_hgcm::{Buffer, Direction, Hgcm, HgcmConfig, Parm};
 use vmmdev_protocol::services::shared_folders::{HostFunction, SERVICE_NAME as SHARED_FOLDERS};
 use vmmdev_svc_shared_folders::config::{ShareConfig, SymlinkPolicy};
@@ -66,6 +68,11 @@ pub struct HostOptions {
     /// executable (repeatable).
     #[arg(long = "plugin", value_name = "NAME|PATH")]
     pub plugins: Vec<String>,
+
+    /// Serves the control endpoint on the Unix socket PATH, so `vmmdev-ctl --control PATH` can read
+    /// and change guest properties and shared folders while the guest runs.
+    #[arg(long = "control", value_name = "PATH")]
+    pub control: Option<PathBuf>,
 
     /// Registers no built-in service (by default "Echo", the example service,
     /// "VBoxGuestPropSvc", the guest properties, and "VBoxSharedFolders" are built in).
@@ -143,6 +150,9 @@ pub enum HostSetupError {
         #[source]
         source: vmmdev_hgcm::HostCallError,
     },
+    /// The `--control` endpoint could not start.
+    #[error("--control")]
+    Control(#[source] vmmdev_control::ServerError),
     /// A `--plugin` could not be loaded; this is the user's argument, so binaries report it as a usage
     /// error.
     #[error("--plugin {plugin}")]
@@ -235,6 +245,16 @@ impl HostOptions {
             log::info!("plugin {plugin} provides service {name:?}");
         }
         Ok(hgcm)
+    }
+
+    /// Starts the `--control` endpoint over `hgcm`, if asked for; it serves until dropped.
+    pub fn start_control(&self, hgcm: &Hgcm) -> Result<Option<ControlServer>, HostSetupError> {
+        let Some(path) = &self.control else {
+            return Ok(None);
+        };
+        ControlServer::start(path, Control::new(hgcm.clone()))
+            .map(Some)
+            .map_err(HostSetupError::Control)
     }
 }
 
@@ -631,5 +651,47 @@ mod tests {
             error.to_string().contains("/no/such/libplugin.so"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn control_endpoint_serves_the_built_in_guest_properties() {
+        use std::io::{BufRead, BufReader, Write};
+        let dir = std::env::temp_dir().join(format!("host-options-control-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        let socket = dir.join("control.sock");
+        let host = parse(&[
+            "--control",
+            &socket.to_string_lossy(),
+            "--guest-property",
+            "/Test/Name=vm1",
+        ])
+        .expect("valid options");
+        let hgcm = host.build_hgcm().expect("built-in services");
+        let server = host
+            .start_control(&hgcm)
+            .expect("starts")
+            .expect("asked for");
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+        stream
+            .write_all(b"{\"op\":\"guestproperty.get\",\"name\":\"/Test/Name\"}\n")
+            .expect("send");
+        let mut reply = String::new();
+        BufReader::new(stream).read_line(&mut reply).expect("reply");
+        drop(server);
+        hgcm.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(reply.contains("\"value\":\"vm1\""), "{reply}");
+    }
+
+    #[test]
+    fn without_control_option_no_endpoint_starts() {
+        let host = parse(&["--no-default-services"]).expect("valid options");
+        let hgcm = host.build_hgcm().expect("no services");
+        assert!(
+            host.start_control(&hgcm)
+                .expect("nothing to start")
+                .is_none()
+        );
+        hgcm.shutdown();
     }
 }

@@ -85,6 +85,10 @@ fn run(started: Instant) -> Result<u8, Exit> {
             _ => Exit::failure(message),
         }
     })?;
+    let control = cli
+        .host
+        .start_control(&hgcm)
+        .map_err(|e| Exit::failure(error_chain(&e)))?;
     let stop: Arc<OnceLock<StopHandle>> = Arc::new(OnceLock::new());
     let terminal = terminal::RawTerminal::enter_if_tty();
     let console_input = terminal::EscapeReader::new(std::io::stdin(), {
@@ -141,6 +145,7 @@ fn run(started: Instant) -> Result<u8, Exit> {
             .map_err(|e| Exit::failure(format!("--request-log {}: {e}", path.display())))?;
     }
     drop(vm);
+    drop(control);
     hgcm.shutdown();
     Ok(match exit {
         VmExit::Reset | VmExit::Shutdown | VmExit::Stopped => 0,

@@ -69,6 +69,10 @@ fn run() -> Result<(), Exit> {
             _ => Exit::failure(message),
         }
     })?;
+    let control = cli
+        .host
+        .start_control(&hgcm)
+        .map_err(|e| Exit::failure(error_chain(&e)))?;
 
     let server = VfioUserServer::new(&cli.socket, hgcm.clone(), Default::default())
         .map_err(|e| Exit::failure(error_chain(&e)))?;
@@ -91,6 +95,7 @@ fn run() -> Result<(), Exit> {
         server.interrupt_counts().unmasks
     );
     drop(server);
+    drop(control);
     hgcm.shutdown();
     served.map_err(|e| Exit::failure(error_chain(&e)))
 }
