@@ -36,6 +36,11 @@ pub struct Cli {
     #[arg(long, value_name = "TEXT", default_value = DEFAULT_CMDLINE)]
     pub cmdline: String,
 
+    /// Appended to the command line (after a space): the guest's own parameters on top of the default
+    /// machine parameters.
+    #[arg(long, value_name = "TEXT")]
+    pub append: Option<String>,
+
     /// Guest memory in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 512,
           value_parser = clap::value_parser!(u64).range(MIN_RAM_MIB..=MAX_RAM_MIB))]
@@ -71,6 +76,16 @@ pub enum IntxArg {
     Irqfd,
     /// KVM_IRQ_LINE.
     IrqLine,
+}
+
+impl Cli {
+    /// The full kernel command line: `--cmdline`, then `--append`.
+    pub fn kernel_cmdline(&self) -> String {
+        match &self.append {
+            Some(extra) => format!("{} {extra}", self.cmdline),
+            None => self.cmdline.clone(),
+        }
+    }
 }
 
 impl From<IntxArg> for IntxMode {
@@ -117,6 +132,15 @@ mod tests {
         let cli = parse(&["--kernel", &kernel()]).unwrap();
         assert_eq!((cli.vcpus, cli.memory, cli.intx), (1, 512, IntxArg::Irqfd));
         assert!(cli.cmdline.contains("acpi=off") && cli.cmdline.contains("reboot=k"));
+    }
+
+    #[test]
+    fn append_goes_after_the_default_machine_parameters() {
+        let cli = parse(&["--kernel", &kernel(), "--append", "quiet vmmdev.mode=demo"]).unwrap();
+        assert_eq!(
+            cli.kernel_cmdline(),
+            format!("{DEFAULT_CMDLINE} quiet vmmdev.mode=demo")
+        );
     }
 
     #[test]

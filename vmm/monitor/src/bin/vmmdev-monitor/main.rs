@@ -105,7 +105,7 @@ fn run(started: Instant) -> Result<u8, Exit> {
         boot: BootSource {
             kernel: cli.kernel.clone(),
             initrd: cli.initrd.clone(),
-            cmdline: cli.cmdline.clone(),
+            cmdline: cli.kernel_cmdline(),
         },
         intx: cli.intx.into(),
         console_output: Box::new(std::io::stdout()),
