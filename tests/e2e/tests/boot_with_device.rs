@@ -86,6 +86,7 @@ const STEPS: &[&str] = &[
     "sf-concurrent-reads",
     "sf-irq-quiet",
     "sf-host-change",
+    "sf-reprobe",
 ];
 
 /// The guest property the host sets before boot, as the `guestprop-from-host` step expects it.

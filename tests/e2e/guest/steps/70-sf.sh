@@ -17,7 +17,7 @@
 register_steps sf-mount-unknown sf-list sf-read sf-write-readback sf-append-overwrite sf-truncate \
     sf-otrunc-mode sf-mkdir-rmdir sf-rename sf-unlink sf-chmod-utimes sf-symlink sf-statfs sf-big-copy \
     sf-exec sf-unicode sf-read-only sf-second-mount sf-escape sf-symlink-outside sf-concurrent-reads \
-    sf-irq-quiet sf-host-change
+    sf-irq-quiet sf-host-change sf-reprobe
 
 SF_SHARE=e2e
 SF_ROOT=/media/sf_e2e
@@ -449,4 +449,24 @@ step_sf_host_change() {
         sleep 0.1
     done
     note "the host's rewrite was visible after $tries retries 0.1 s apart"
+}
+
+# Item 42: with every share unmounted, both drivers unload, vboxguest probes the device again, and the share
+# mounts and reads again. It leaves the drivers loaded and the share mounted, so it can run last.
+step_sf_reprobe() {
+    sf_require_mount
+    for mountpoint in $(awk '$3 == "vboxsf" { print $2 }' /proc/mounts); do
+        must umount "$mountpoint" >/dev/null
+    done
+    mark=$(dmesg_mark)
+    must rmmod vboxsf >/dev/null
+    must rmmod vboxguest >/dev/null
+    [ -e /dev/vboxguest ] && fail "/dev/vboxguest still exists after rmmod vboxguest"
+    load_module vboxguest
+    bound="/sys/bus/pci/drivers/vboxguest/$(basename "$VMMDEV_PCI")"
+    [ -e "$bound" ] || fail "vboxguest did not bind to $(basename "$VMMDEV_PCI") again"
+    [ -c /dev/vboxguest ] || fail "no /dev/vboxguest after the second probe"
+    sf_require_mount
+    sf_expect_content "$SF_ROOT/from-host.txt" "hello from the host"
+    fail_on_vbox_errors "$(dmesg_since "$mark")"
 }
