@@ -326,8 +326,9 @@ impl Control {
 
     /// Adds a shared folder; the host directory must exist.
     pub fn add_share(&self, share: &ShareConfig) -> Result<(), ControlError> {
-        no_nul("the share name", &share.name)?;
-        no_nul("the mount point", &share.mount_point)?;
+        share
+            .validate()
+            .map_err(|error| ControlError::InvalidArgument(error.to_string()))?;
         if share.path.to_string_lossy().contains('\0') {
             return Err(ControlError::InvalidArgument(
                 "the path contains a NUL character".into(),

@@ -28,13 +28,15 @@
 //!
 //! Timestamps are nanoseconds since the epoch. Patterns are the guest properties service's: `*` and `?`
 //! wildcards, `|` between alternatives; no pattern (or an empty one) matches every name. A wait sees only
-//! changes made after it started; without `timeout_ms` it waits at most [`MAX_WAIT`].
+//! changes made after it started; without `timeout_ms` it waits at most [`MAX_WAIT`]. Waits follow the
+//! service's change notifications, which the framework drops for a subscriber that falls behind (see
+//! `Hgcm::subscribe`): a wait during a burst of changes can miss one.
 //!
 //! # Serving
 //!
 //! [`ControlServer::start`] binds the socket (mode 0600: the endpoint can change what the guest sees),
-//! serves every connection on its own thread, at most [`MAX_CONNECTIONS`] at once, and stops when
-//! dropped. [`Control`] executes one request and can be used without a socket.
+//! serves every connection on its own thread, at most [`MAX_CONNECTIONS`] at once, closes connections
+//! idle for [`IDLE_TIMEOUT`], and stops when dropped. [`Control`] executes one request and can be used without a socket.
 
 mod control;
 mod pattern;
@@ -47,4 +49,4 @@ pub use control::{
 pub use protocol::{
     LineRead, MAX_REQUEST_LEN, MAX_WAIT, ProtocolError, Request, read_request_line,
 };
-pub use server::{ControlServer, MAX_CONNECTIONS, ServerError};
+pub use server::{ControlServer, IDLE_TIMEOUT, MAX_CONNECTIONS, ServerError};

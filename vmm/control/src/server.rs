@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -16,6 +17,13 @@ use crate::protocol::{LineRead, MAX_REQUEST_LEN, Request, read_request_line};
 
 /// Most connections served at once; more are answered with an error and closed.
 pub const MAX_CONNECTIONS: usize = 16;
+
+/// A connection that sends no request for this long is closed, so idle clients cannot hold every
+/// connection slot. A `guestproperty.wait` in progress is not idle.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A client that reads no response for this long is disconnected.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -144,8 +152,11 @@ impl Drop for ActiveConnection {
     }
 }
 
-/// Serves requests until the peer closes the connection or sends an oversized line.
+/// Serves requests until the peer closes the connection, sends an oversized line or stays idle for
+/// [`IDLE_TIMEOUT`].
 pub(crate) fn serve_connection(stream: UnixStream, control: &Control) -> io::Result<()> {
+    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();

@@ -282,3 +282,41 @@ fn stale_socket_is_replaced_and_removed_on_drop() {
     drop(server);
     assert!(!path.exists());
 }
+
+#[test]
+fn share_with_relative_path_is_refused_as_invalid() {
+    let scratch = Scratch::new("relative");
+    let (server, _control) = start(&scratch);
+    let add = ctl(
+        server.path(),
+        &[
+            "sharedfolder",
+            "add",
+            "--name",
+            "rel",
+            "--hostpath",
+            "rel/dir",
+        ],
+    );
+    assert_eq!(add.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&add.stderr).contains("invalid argument"),
+        "{add:?}"
+    );
+}
+
+#[test]
+fn property_with_nul_in_name_is_refused_as_invalid() {
+    let scratch = Scratch::new("nul");
+    let (server, _control) = start(&scratch);
+    let mut stream = BufReader::new(UnixStream::connect(server.path()).expect("connect"));
+    let reply = exchange(
+        &mut stream,
+        b"{\"op\":\"guestproperty.set\",\"name\":\"/A\\u0000B\",\"value\":\"v\"}\n",
+    );
+    assert_eq!(reply["ok"], false);
+    assert!(
+        reply["error"].as_str().is_some_and(|e| e.contains("NUL")),
+        "{reply}"
+    );
+}
