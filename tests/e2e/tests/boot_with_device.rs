@@ -84,6 +84,7 @@ const STEPS: &[&str] = &[
     "sf-escape",
     "sf-symlink-outside",
     "sf-concurrent-reads",
+    "sf-symlink-deny",
     "sf-irq-quiet",
     "sf-host-change",
     "sf-reprobe",
@@ -98,6 +99,15 @@ const SHARE: &str = "e2e";
 /// The name the `sf-unicode` step creates in the share's `work-unicode` directory.
 const UNICODE_NAME: &str = "héllo_ü_日本.txt";
 
+/// The share with the default symlink policy (deny) the `sf-symlink-deny` step mounts.
+const NO_LINKS_SHARE: &str = "e2e-nolinks";
+
+/// The modification time of `fixtures/lines.txt`, as `sf-list` expects it.
+const FIXTURE_MTIME: u64 = 1_000_000_000;
+
+/// The permission bits of `fixtures/lines.txt`, as `sf-list` expects them.
+const FIXTURE_MODE: u32 = 0o640;
+
 /// The modification time `sf-chmod-utimes` sets: 2001-02-03 04:05:06 UTC (the guest has no time zone).
 const GUEST_MTIME: u64 = 981_173_106;
 
@@ -106,12 +116,16 @@ const READ_ONLY_SHARE: &str = "e2e-ro";
 
 /// Fills the shares' host directories with what the shared-folder steps (steps/70-sf.sh) expect: files the
 /// guest reads, an empty and a 600-entry directory, and an absolute symlink to a host directory outside
-/// the share whose file the guest must not reach. Returns the read-write and the read-only directory.
-fn prepare_shares(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+/// the share whose file the guest must not reach. Returns the read-write, the read-only and the
+/// no-symlinks directory.
+fn prepare_shares(dir: &Path) -> std::io::Result<(PathBuf, PathBuf, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+
     let share_dir = dir.join("share");
     let read_only_dir = dir.join("share-ro");
+    let no_links_dir = dir.join("share-nolinks");
     let outside_dir = dir.join("outside");
-    for stale in [&share_dir, &read_only_dir, &outside_dir] {
+    for stale in [&share_dir, &read_only_dir, &no_links_dir, &outside_dir] {
         if stale.exists() {
             std::fs::remove_dir_all(stale)?;
         }
@@ -120,10 +134,16 @@ fn prepare_shares(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(fixtures.join("empty"))?;
     std::fs::create_dir_all(fixtures.join("many"))?;
     std::fs::create_dir_all(&read_only_dir)?;
+    std::fs::create_dir_all(&no_links_dir)?;
     std::fs::create_dir_all(&outside_dir)?;
     std::fs::write(share_dir.join("from-host.txt"), "hello from the host\n")?;
     let lines: String = (1..=20_000).map(|n| format!("line {n}\n")).collect();
     std::fs::write(fixtures.join("lines.txt"), lines)?;
+    let fixture = std::fs::File::options()
+        .write(true)
+        .open(fixtures.join("lines.txt"))?;
+    fixture.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(FIXTURE_MTIME))?;
+    fixture.set_permissions(std::fs::Permissions::from_mode(FIXTURE_MODE))?;
     for n in 0..600 {
         std::fs::write(fixtures.join("many").join(format!("many-{n}")), "")?;
     }
@@ -132,7 +152,7 @@ fn prepare_shares(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
     std::os::unix::fs::symlink("fixtures/lines.txt", share_dir.join("host-link"))?;
     std::fs::write(read_only_dir.join("ro.txt"), "read-only share\n")?;
     std::fs::write(share_dir.join("hv.txt"), "before\n")?;
-    Ok((share_dir, read_only_dir))
+    Ok((share_dir, read_only_dir, no_links_dir))
 }
 
 /// What the shared-folder steps left on the host: the bytes and attributes the guest wrote, the guest's
@@ -232,7 +252,7 @@ fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
         "-device".to_owned(),
         "isa-debugcon,iobase=0x504,chardev=backdoor".to_owned(),
     ]);
-    let (share_dir, read_only_dir) = prepare_shares(&dir).unwrap();
+    let (share_dir, read_only_dir, no_links_dir) = prepare_shares(&dir).unwrap();
     let mut device = DeviceServer::new(server);
     device.args.extend([
         "--guest-property".into(),
@@ -241,6 +261,8 @@ fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
         format!("{SHARE}={},symlinks=inside", share_dir.display()).into(),
         "--share".into(),
         format!("{READ_ONLY_SHARE}={},ro", read_only_dir.display()).into(),
+        "--share".into(),
+        format!("{NO_LINKS_SHARE}={}", no_links_dir.display()).into(),
     ]);
     let expected = Expectations::new().pass(STEPS);
     let mut spec = BootSpec::test(&artifacts.kernel, &artifacts.initrd, &expected.step_names())

@@ -11,18 +11,22 @@
 #           file secret.txt holds the text HOST-SECRET.
 #           While the guest runs, the host waits for the file hv-request; when it appears, the host rewrites
 #           hv.txt ("before" -> "after", with a newer mtime) and creates hv-done.
+#           fixtures/lines.txt has mode 640 and the modification time 1000000000.
 #   e2e-ro  read-only, holding ro.txt ("read-only share").
+#   e2e-nolinks  read-write with the default symlinks=deny, empty.
 # Each step works in its own directory work-<step> of the share, so the steps do not depend on each other.
 
 register_steps sf-mount-unknown sf-list sf-read sf-write-readback sf-append-overwrite sf-truncate \
     sf-otrunc-mode sf-mkdir-rmdir sf-rename sf-unlink sf-chmod-utimes sf-symlink sf-statfs sf-big-copy \
     sf-exec sf-unicode sf-read-only sf-second-mount sf-escape sf-symlink-outside sf-concurrent-reads \
-    sf-irq-quiet sf-host-change sf-reprobe
+    sf-symlink-deny sf-irq-quiet sf-host-change sf-reprobe
 
 SF_SHARE=e2e
 SF_ROOT=/media/sf_e2e
 SF_RO_SHARE=e2e-ro
 SF_RO_ROOT=/media/sf_e2e-ro
+SF_NOLINKS_SHARE=e2e-nolinks
+SF_NOLINKS_ROOT=/media/sf_e2e-nolinks
 # f_type of a vboxsf mount ("VBox" read as a little-endian number).
 SF_MAGIC=786f4256
 
@@ -89,12 +93,12 @@ step_sf_list() {
     sf_drop_caches
     count=$(ls "$work" | wc -l)
     [ "$count" -eq 600 ] || fail "a directory of 600 guest-made entries lists $count"
-    kinds=$(stat -c '%F %s' "$SF_ROOT/fixtures/lines.txt" "$SF_ROOT/fixtures/empty")
-    note "stat: $(one_line "$kinds")"
-    case "$kinds" in
-    "regular file "*"directory "*) ;;
-    *) fail "stat shows '$(one_line "$kinds")' for a file and a directory" ;;
-    esac
+    kind=$(stat -c %F "$SF_ROOT/fixtures/empty")
+    [ "$kind" = directory ] || fail "fixtures/empty is shown as a '$kind'"
+    size=$(seq 1 20000 | sed 's/^/line /' | wc -c)
+    facts=$(stat -c '%F|%s|%Y|%a' "$SF_ROOT/fixtures/lines.txt")
+    [ "$facts" = "regular file|$size|1000000000|640" ] ||
+        fail "stat of fixtures/lines.txt (type|size|mtime|mode) shows '$facts', the host has 'regular file|$size|1000000000|640'"
 }
 
 # Item 23: a file the host wrote reads back with the checksum of the same content made in the guest.
@@ -469,4 +473,27 @@ step_sf_reprobe() {
     sf_require_mount
     sf_expect_content "$SF_ROOT/from-host.txt" "hello from the host"
     fail_on_vbox_errors "$(dmesg_since "$mark")"
+}
+
+# Item 32 on a share with symlinks=deny: creating a link fails with EPERM (never a protocol error) and
+# creates nothing.
+step_sf_symlink_deny() {
+    require_vmmdev
+    load_module vboxsf
+    mkdir -p "$SF_NOLINKS_ROOT"
+    if ! grep -q " $SF_NOLINKS_ROOT vboxsf " /proc/mounts; then
+        out=$(mount -t vboxsf "$SF_NOLINKS_SHARE" "$SF_NOLINKS_ROOT" 2>&1) ||
+            fail "mount of '$SF_NOLINKS_SHARE' failed: $(one_line "$out")"
+    fi
+    echo hello >"$SF_NOLINKS_ROOT/w.txt" || fail "writing w.txt on the share failed"
+    if out=$(ln -s w.txt "$SF_NOLINKS_ROOT/lnk" 2>&1); then
+        fail "ln -s succeeded on a share with symlinks=deny"
+    fi
+    case "$out" in
+    *"Operation not permitted"*) ;;
+    *) fail "ln -s on a share with symlinks=deny: '$(one_line "$out")', expected 'Operation not permitted'" ;;
+    esac
+    [ -L "$SF_NOLINKS_ROOT/lnk" ] && fail "the refused ln -s left a link"
+    must rm "$SF_NOLINKS_ROOT/w.txt" >/dev/null
+    must umount "$SF_NOLINKS_ROOT" >/dev/null
 }
