@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use vmmdev_control::{Control, ControlServer, MAX_REQUEST_LEN, ServerError};
+use vmmdev_control::{Control, ControlServer, MAX_CONNECTIONS, MAX_REQUEST_LEN, ServerError};
 use vmmdev_host_options::HostOptions;
 
 /// A directory of its own per test, removed at the end.
@@ -319,4 +319,56 @@ fn property_with_nul_in_name_is_refused_as_invalid() {
         reply["error"].as_str().is_some_and(|e| e.contains("NUL")),
         "{reply}"
     );
+}
+
+#[test]
+fn enumeration_larger_than_the_first_buffer_is_complete() {
+    let scratch = Scratch::new("large");
+    let (_server, control) = start(&scratch);
+    let value = "v".repeat(1000);
+    for index in 0..40 {
+        control
+            .set_property(&format!("/Large/{index}"), &value, None)
+            .expect("set");
+    }
+    let properties = control
+        .enumerate_properties(&["/Large/*".to_owned()])
+        .expect("enumerate");
+    assert_eq!(properties.len(), 40);
+    assert!(properties.iter().all(|p| p.value == value));
+}
+
+#[test]
+fn connection_beyond_the_limit_is_refused_while_the_others_stay_open() {
+    let scratch = Scratch::new("limit");
+    let (server, _control) = start(&scratch);
+    let get = b"{\"op\":\"guestproperty.get\",\"name\":\"/None\"}\n";
+    let mut open: Vec<_> = (0..MAX_CONNECTIONS)
+        .map(|_| BufReader::new(UnixStream::connect(server.path()).expect("connect")))
+        .collect();
+    for stream in &mut open {
+        assert_eq!(exchange(stream, get)["ok"], true);
+    }
+    let mut extra = BufReader::new(UnixStream::connect(server.path()).expect("connect"));
+    let mut reply = String::new();
+    extra.read_line(&mut reply).expect("refusal");
+    assert!(reply.contains("too many control connections"), "{reply}");
+    drop(open.pop());
+    // The slot frees once the server has seen the close; retry until it has.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut stream = BufReader::new(UnixStream::connect(server.path()).expect("connect"));
+        // A refused connection may be closed before the request is sent; its reply is then the
+        // refusal, read below, and the send error does not matter.
+        let _ = stream.get_mut().write_all(get);
+        let mut reply = String::new();
+        if stream.read_line(&mut reply).is_ok() && reply.contains("\"ok\":true") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot was never freed: {reply}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
