@@ -1,17 +1,17 @@
-# Shared folders through the kernel's own vboxsf (linux-guest.md §7 items 18-41): mount, listing, reads of
+# Shared folders through the kernel's own vboxsf (linux-guest.md §7 items 18-42): mount, listing, reads of
 # files the host wrote, writes read back after dropping the page cache, namespace operations, attributes,
-# symlinks, statfs, large sequential I/O, exec from the share, UTF-8 names, a read-only share, a second mount,
-# and attempts to reach host files outside the share.
+# symlinks and the symlink policies, statfs, large sequential I/O, exec from the share, UTF-8 names, a host
+# change seen by the guest, a read-only share, a second mount, attempts to reach host files outside the
+# share, and unloading and reloading the drivers.
 #
-# The host (tests/e2e/tests/boot_with_device.rs) offers two shares before boot:
+# The host (tests/e2e/tests/boot_with_device.rs) offers three shares before boot:
 #   e2e     read-write, symlinks=inside, mounted at /media/sf_e2e by demo-mount (mounted here when absent).
 #           It holds fixtures/lines.txt ("line 1" .. "line 20000", one per line), fixtures/empty/ (an empty
 #           directory), fixtures/many/ (600 files many-0 .. many-599), host-link, a relative symlink to
 #           fixtures/lines.txt, and escape, an absolute symlink to a host directory outside the share whose
-#           file secret.txt holds the text HOST-SECRET.
-#           While the guest runs, the host waits for the file hv-request; when it appears, the host rewrites
-#           hv.txt ("before" -> "after", with a newer mtime) and creates hv-done.
-#           fixtures/lines.txt has mode 640 and the modification time 1000000000.
+#           file secret.txt holds the text HOST-SECRET. fixtures/lines.txt has mode 640 and the modification
+#           time 1000000000. While the guest runs, the host waits for the file hv-request; when it appears,
+#           the host rewrites hv.txt ("before" -> "after", with a newer mtime) and creates hv-done.
 #   e2e-ro  read-only, holding ro.txt ("read-only share").
 #   e2e-nolinks  read-write with the default symlinks=deny, empty.
 # Each step works in its own directory work-<step> of the share, so the steps do not depend on each other.
@@ -39,7 +39,8 @@ sf_require_mount() {
     out=$(mount -t vboxsf "$SF_SHARE" "$SF_ROOT" 2>&1) || fail "mount of share '$SF_SHARE' failed: $(one_line "$out")"
 }
 
-# Mounts the share and prints a fresh, empty working directory for the calling step.
+# Prints a fresh, empty working directory named after the calling step in the mounted share. Call it as
+# `work=$(sf_workdir NAME) || exit $?`: a fail inside $(...) only ends the substitution.
 sf_workdir() {
     work="$SF_ROOT/work-$1"
     rm -rf "$work" || fail "cannot remove an old $work"
@@ -53,7 +54,7 @@ sf_drop_caches() {
     echo 3 >/proc/sys/vm/drop_caches
 }
 
-# Fails unless file $1 holds exactly the text $2 (compared as a whole, with its trailing newline).
+# Fails unless file $1 holds exactly the text $2 (trailing newlines aside: $(...) drops them).
 sf_expect_content() {
     actual=$(cat "$1" 2>&1) || fail "cat $1 failed: $(one_line "$actual")"
     [ "$actual" = "$2" ] || fail "$1 holds '$(one_line "$actual")', expected '$(one_line "$2")'"
@@ -84,7 +85,7 @@ step_sf_list() {
     seq 0 599 | sed 's/^/many-/' | sort >/tmp/sf-many.expected
     cmp -s /tmp/sf-many.listed /tmp/sf-many.expected ||
         fail "fixtures/many differs from many-0..many-599: $(diff /tmp/sf-many.expected /tmp/sf-many.listed | head -n 4)"
-    work=$(sf_workdir list)
+    work=$(sf_workdir list) || exit $?
     i=0
     while [ $i -lt 600 ]; do
         : >"$work/a_rather_long_file_name_for_listing_$i" || fail "creating entry $i failed"
@@ -115,7 +116,7 @@ step_sf_read() {
 # Item 24: a new file reads back before and after the page cache is dropped.
 step_sf_write_readback() {
     sf_require_mount
-    work=$(sf_workdir write)
+    work=$(sf_workdir write) || exit $?
     echo hello >"$work/w.txt" || fail "writing w.txt failed"
     sf_expect_content "$work/w.txt" hello
     sf_drop_caches
@@ -127,7 +128,7 @@ step_sf_write_readback() {
 # Item 25: appending and overwriting in place keep the rest of the file.
 step_sf_append_overwrite() {
     sf_require_mount
-    work=$(sf_workdir append)
+    work=$(sf_workdir append) || exit $?
     echo hello >"$work/w.txt" || fail "writing w.txt failed"
     echo more >>"$work/w.txt" || fail "appending to w.txt failed"
     printf XY | dd of="$work/w.txt" bs=1 seek=1 conv=notrunc 2>/dev/null || fail "dd seek=1 conv=notrunc failed"
@@ -139,7 +140,7 @@ more"
 # Item 26: truncation shortens a file, extension fills with zeros.
 step_sf_truncate() {
     sf_require_mount
-    work=$(sf_workdir truncate)
+    work=$(sf_workdir truncate) || exit $?
     echo hello >"$work/w.txt" || fail "writing w.txt failed"
     must truncate -s 3 "$work/w.txt" >/dev/null
     sf_drop_caches
@@ -157,7 +158,7 @@ step_sf_truncate() {
 # Item 27: rewriting an existing file with O_TRUNC keeps its permission bits.
 step_sf_otrunc_mode() {
     sf_require_mount
-    work=$(sf_workdir otrunc)
+    work=$(sf_workdir otrunc) || exit $?
     echo hello >"$work/w.txt" || fail "writing w.txt failed"
     must chmod 640 "$work/w.txt" >/dev/null
     before=$(stat -c %a "$work/w.txt")
@@ -170,7 +171,7 @@ step_sf_otrunc_mode() {
 # Item 28: directories are made and removed; a non-empty one is refused.
 step_sf_mkdir_rmdir() {
     sf_require_mount
-    work=$(sf_workdir mkdir)
+    work=$(sf_workdir mkdir) || exit $?
     must mkdir "$work/d" >/dev/null
     kind=$(stat -c %F "$work/d")
     [ "$kind" = directory ] || fail "the new directory is a '$kind'"
@@ -191,7 +192,7 @@ step_sf_mkdir_rmdir() {
 # Item 29: renames of a file over another, of a directory, and across directories.
 step_sf_rename() {
     sf_require_mount
-    work=$(sf_workdir rename)
+    work=$(sf_workdir rename) || exit $?
     echo 1 >"$work/r1" && echo 2 >"$work/r2" || fail "writing r1/r2 failed"
     must mv "$work/r1" "$work/r2" >/dev/null
     [ -e "$work/r1" ] && fail "r1 still exists after mv r1 r2"
@@ -211,7 +212,7 @@ step_sf_rename() {
 # Item 30: unlink removes a file; a missing one is reported as such.
 step_sf_unlink() {
     sf_require_mount
-    work=$(sf_workdir unlink)
+    work=$(sf_workdir unlink) || exit $?
     echo 1 >"$work/f" || fail "writing f failed"
     must rm "$work/f" >/dev/null
     sf_drop_caches
@@ -228,7 +229,7 @@ step_sf_unlink() {
 # Item 31: permission bits and modification times are set on files and directories.
 step_sf_chmod_utimes() {
     sf_require_mount
-    work=$(sf_workdir chmod)
+    work=$(sf_workdir chmod) || exit $?
     echo hello >"$work/w.txt" || fail "writing w.txt failed"
     must chmod 640 "$work/w.txt" >/dev/null
     sf_drop_caches
@@ -253,7 +254,7 @@ step_sf_chmod_utimes() {
 # Item 32 with symlinks=inside: a relative link inside the share is made, read, followed and removed alone.
 step_sf_symlink() {
     sf_require_mount
-    work=$(sf_workdir symlink)
+    work=$(sf_workdir symlink) || exit $?
     echo hello >"$work/w.txt" || fail "writing w.txt failed"
     must ln -s w.txt "$work/lnk" >/dev/null
     sf_drop_caches
@@ -286,7 +287,7 @@ step_sf_statfs() {
 # Item 34 (8 MiB): a random file copies into the share and reads back with the same checksum.
 step_sf_big_copy() {
     sf_require_mount
-    work=$(sf_workdir big)
+    work=$(sf_workdir big) || exit $?
     must dd if=/dev/urandom of=/tmp/sf-big bs=1M count=8 >/dev/null
     started=$(cut -d' ' -f1 /proc/uptime)
     must cp /tmp/sf-big "$work/big" >/dev/null
@@ -303,7 +304,7 @@ step_sf_big_copy() {
 # Item 36: a program copied into the share runs from it (its pages are faulted in through the share).
 step_sf_exec() {
     sf_require_mount
-    work=$(sf_workdir exec)
+    work=$(sf_workdir exec) || exit $?
     # busybox picks its applet by the name it runs under, so the copy keeps the name busybox.
     must cp /bin/busybox "$work/busybox" >/dev/null
     must chmod 755 "$work/busybox" >/dev/null
@@ -317,7 +318,7 @@ step_sf_exec() {
 # its side).
 step_sf_unicode() {
     sf_require_mount
-    work=$(sf_workdir unicode)
+    work=$(sf_workdir unicode) || exit $?
     name='héllo_ü_日本.txt'
     echo u >"$work/$name" || fail "creating $name failed"
     sf_drop_caches
@@ -390,7 +391,7 @@ step_sf_escape() {
 # protocol error), and creates nothing.
 step_sf_symlink_outside() {
     sf_require_mount
-    work=$(sf_workdir symlink-outside)
+    work=$(sf_workdir symlink-outside) || exit $?
     for target in /etc ../../.. ../../outside/secret.txt; do
         name="out-$(printf '%s' "$target" | tr -c 'a-z' '_')"
         if out=$(ln -s "$target" "$work/$name" 2>&1); then
@@ -408,7 +409,7 @@ step_sf_symlink_outside() {
 # Item 38: four readers of one file at once all finish with the same checksum.
 step_sf_concurrent_reads() {
     sf_require_mount
-    work=$(sf_workdir concurrent)
+    work=$(sf_workdir concurrent) || exit $?
     must dd if=/dev/urandom of="$work/data" bs=64k count=32 >/dev/null
     expected=$(md5sum "$work/data" | cut -d' ' -f1)
     sf_drop_caches
