@@ -87,7 +87,7 @@ kvm)
     cargo build -q --release -p vmmdev-monitor --bin vmmdev-monitor
     say "booting; the guest prints @@READY when its shell is up"
     exec "$target_dir/release/vmmdev-monitor" --kernel "$guest_dir/vmlinux" --initrd "$image_dir/initrd.cpio.gz" \
-        --cmdline "console=ttyS0 quiet panic=-1 vmmdev.mode=demo vmmdev.steps=$guest_steps $guest_params vmmdev.exit=reboot" \
+        --append "quiet panic=-1 vmmdev.mode=demo vmmdev.steps=$guest_steps $guest_params vmmdev.exit=reboot" \
         --memory 512 "${host_args[@]}"
     ;;
 esac
