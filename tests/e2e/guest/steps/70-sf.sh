@@ -431,7 +431,7 @@ step_sf_irq_quiet() {
     [ -z "$damage" ] || fail "kernel log: $(printf '%s\n' "$damage" | head -n 2)"
     irq=$(cat "$VMMDEV_PCI/irq" 2>/dev/null)
     if [ -n "$irq" ] && [ -r "/proc/irq/$irq/spurious" ]; then
-        note "irq $irq: $(one_line "$(cat "/proc/irq/$irq/spurious")")"
+        note "irq $irq: $(one_line "$(cat "/proc/irq/$irq/spurious")"); $(one_line "$(grep "^ *$irq:" /proc/interrupts)")"
     fi
     return 0
 }
