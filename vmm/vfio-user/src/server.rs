@@ -326,10 +326,12 @@ fn listen(path: &Path) -> Result<UnixListener, ServerError> {
     }
     // The staging name sits beside `path` and is no longer than it, so any path that fits a
     // `sockaddr_un` (108 bytes) has a staging name that fits too. A file name shorter than the
-    // staging name is bound in place.
+    // staging name is bound in place. The counter keeps servers of one process apart.
+    static STAGED: AtomicU64 = AtomicU64::new(0);
+    let serial = STAGED.fetch_add(1, Ordering::Relaxed);
     let staging = path
         .parent()
-        .map(|parent| parent.join(format!(".{}.s", std::process::id())))
+        .map(|parent| parent.join(format!(".{}.{serial}.s", std::process::id())))
         .filter(|staging| staging.as_os_str().len() <= path.as_os_str().len());
     let Some(staging) = staging else {
         return UnixListener::bind(path).map_err(bind_error);
@@ -397,6 +399,25 @@ mod tests {
         assert!(is_socket(&path));
         drop(listener);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn servers_of_one_process_listening_at_once_do_not_collide() {
+        let dir = temp_socket("concurrent-dir");
+        std::fs::create_dir_all(&dir).unwrap();
+        let threads: Vec<_> = (0..16)
+            .map(|n| {
+                let path = dir.join(format!("server-socket-number-{n}.sock"));
+                std::thread::spawn(move || listen(&path).map(drop))
+            })
+            .collect();
+
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+
+        std::fs::remove_dir_all(&dir).unwrap();
+        for result in results {
+            assert!(result.is_ok(), "{:?}", result.err());
+        }
     }
 
     #[test]
