@@ -43,3 +43,4 @@ pub mod process;
 pub mod qemu;
 pub mod runner;
 pub mod server;
+pub mod steps;

@@ -18,42 +18,14 @@ use vmmdev_e2e::backend::{BootSpec, DeviceServer};
 use vmmdev_e2e::expect::Expectations;
 use vmmdev_e2e::qemu::QemuTcg;
 use vmmdev_e2e::runner::{RunOptions, boot};
+use vmmdev_e2e::steps::DEVICE_STEPS;
 
 /// The text the `backdoor-log` step writes through the LOG ioctl.
 const BACKDOOR_TEXT: &str = "hello-0x504";
 
-/// Every step of the image, each of which must pass with the device present.
-const STEPS: &[&str] = &[
-    "init",
-    "proc-mounted",
-    "sys-mounted",
-    "devtmpfs",
-    "static-hello",
-    "modules-match-kernel",
-    "pci-identity",
-    "pci-resources",
-    "vboxguest-load",
-    "vboxguest-probe",
-    "vboxguest-nodes",
-    "vboxguest-irq",
-    "heartbeat-quiet",
-    "vboxsf-load",
-    "backdoor-log",
-    "driver-version",
-    "balloon",
-    "vmmreq-hostver",
-    "vmmreq-denied",
-    "coredump",
-    "wait-event-timeout",
-    "wait-interrupt",
-    "caps",
-    "hgcm-connect",
-    "hgcm-connect-unknown",
-    "hgcm-echo",
-    "hgcm-wait-alarm",
-    "hgcm-wait-timeout",
-    "hgcm-wait-kill",
-    "hgcm-null-calls",
+/// The steps beyond [`DEVICE_STEPS`] that this boot adds: guest properties, the share mount and the
+/// shared-folder checks, each of which must pass.
+const SERVICE_STEPS: &[&str] = &[
     "guestprop-set-get",
     "guestprop-from-host",
     "guestprop-enumerate",
@@ -264,7 +236,7 @@ fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
         "--share".into(),
         format!("{NO_LINKS_SHARE}={}", no_links_dir.display()).into(),
     ]);
-    let expected = Expectations::new().pass(STEPS);
+    let expected = Expectations::new().pass(DEVICE_STEPS).pass(SERVICE_STEPS);
     let mut spec = BootSpec::test(&artifacts.kernel, &artifacts.initrd, &expected.step_names())
         .with_device(device);
     spec.cmdline.push_str(&format!(" vmmdev.mount={SHARE}"));

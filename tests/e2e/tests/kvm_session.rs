@@ -17,40 +17,7 @@ use vmmdev_e2e::kvm::{
     kvm_artifacts_or_skip, request_types,
 };
 use vmmdev_e2e::runner::{RunOptions, boot};
-
-/// Every step of the guest image, in its order.
-const ALL_STEPS: &[&str] = &[
-    "init",
-    "proc-mounted",
-    "sys-mounted",
-    "devtmpfs",
-    "static-hello",
-    "modules-match-kernel",
-    "pci-identity",
-    "pci-resources",
-    "vboxguest-load",
-    "vboxguest-probe",
-    "vboxguest-nodes",
-    "vboxguest-irq",
-    "heartbeat-quiet",
-    "vboxsf-load",
-    "backdoor-log",
-    "driver-version",
-    "balloon",
-    "vmmreq-hostver",
-    "vmmreq-denied",
-    "coredump",
-    "wait-event-timeout",
-    "wait-interrupt",
-    "caps",
-    "hgcm-connect",
-    "hgcm-connect-unknown",
-    "hgcm-echo",
-    "hgcm-wait-alarm",
-    "hgcm-wait-timeout",
-    "hgcm-wait-kill",
-    "hgcm-null-calls",
-];
+use vmmdev_e2e::steps::DEVICE_STEPS;
 
 /// The driver's probe (linux-guest.md §2.2): GET_HOST_VERSION, REPORT_GUEST_INFO2, REPORT_GUEST_INFO,
 /// CTL_GUEST_FILTER_MASK, SET_GUEST_CAPABILITIES, SET_MOUSE_STATUS, GET_HYPERVISOR_INFO,
@@ -70,7 +37,7 @@ fn kvm_monitor_runs_the_scripted_session_and_checks_probe_order_and_cancels() {
     let Some(artifacts) = kvm_artifacts_or_skip(test) else {
         return;
     };
-    let expected = Expectations::new().pass(ALL_STEPS);
+    let expected = Expectations::new().pass(DEVICE_STEPS);
     let spec = BootSpec::test(&artifacts.kernel, &artifacts.initrd, &expected.step_names());
     let backend = KvmMonitor::new(&artifacts.monitor);
     let options = RunOptions {
