@@ -28,6 +28,8 @@
 
 use std::path::PathBuf;
 
+pub mod program;
+
 use clap::Args;
 use vmmdev_control::{Control, ControlServer};
 use vmmdev_hgcm::{Buffer, Direction, Hgcm, HgcmConfig, Parm};

@@ -16,10 +16,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use clap::Parser;
-use clap::error::ErrorKind;
 use vmmdev_device::VmmDev;
-use vmmdev_host_options::HostSetupError;
+use vmmdev_host_options::program::{self, Exit, error_chain};
 use vmmdev_monitor::audit::AuditReport;
 use vmmdev_monitor::exits::ExitCounters;
 use vmmdev_monitor::loader::BootSource;
@@ -33,58 +31,21 @@ const PROGRAM: &str = "vmmdev-monitor";
 /// Exit status when the guest crashed.
 const EXIT_GUEST_CRASHED: u8 = 3;
 
-/// A failure that ends the program, with its exit status.
-struct Exit {
-    status: u8,
-    message: String,
-}
-
-impl Exit {
-    fn usage(message: impl Into<String>) -> Self {
-        Exit {
-            status: 2,
-            message: message.into(),
-        }
-    }
-
-    fn failure(message: impl Into<String>) -> Self {
-        Exit {
-            status: 1,
-            message: message.into(),
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let started = Instant::now();
-    match run(started) {
-        Ok(status) => ExitCode::from(status),
-        Err(exit) => {
-            eprintln!("{PROGRAM}: error: {}", exit.message);
-            if exit.status != 2 {
-                log::error!("{}", exit.message);
-            }
-            ExitCode::from(exit.status)
-        }
-    }
+    program::finish(PROGRAM, run(started))
 }
 
 fn run(started: Instant) -> Result<u8, Exit> {
-    let cli = parse_arguments()?;
+    let cli: Cli = program::parse_arguments()?;
     if let Some(message) = cli.host.unsupported() {
         return Err(Exit::usage(message));
     }
-    init_logging(&cli)?;
+    program::init_logging(cli.log_file.as_deref())?;
     signals::block()
         .map_err(|e| Exit::failure(format!("cannot block termination signals: {e}")))?;
 
-    let hgcm = cli.host.build_hgcm().map_err(|error| {
-        let message = error_chain(&error);
-        match error {
-            HostSetupError::Plugin { .. } => Exit::usage(message),
-            _ => Exit::failure(message),
-        }
-    })?;
+    let hgcm = cli.host.build_hgcm().map_err(Exit::from_setup)?;
     let control = cli
         .host
         .start_control(&hgcm)
@@ -152,59 +113,6 @@ fn run(started: Instant) -> Result<u8, Exit> {
         VmExit::TripleFault | VmExit::Crashed(_) => EXIT_GUEST_CRASHED,
     }
     .max(signals::received_status()))
-}
-
-/// Parses the command line; `--help` and `--version` print and exit 0 here.
-fn parse_arguments() -> Result<Cli, Exit> {
-    Cli::try_parse().map_err(|error| match error.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            let _ = error.print();
-            std::process::exit(0);
-        }
-        _ => Exit::usage(first_line(&error.render().to_string())),
-    })
-}
-
-/// The first non-empty line of clap's message, without its "error: " prefix; a line that ends
-/// with ':' (clap's list of missing arguments) is joined with the next one.
-fn first_line(rendered: &str) -> String {
-    let mut lines = rendered
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty());
-    let first = lines.next().unwrap_or("invalid arguments");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    match (first.ends_with(':'), lines.next()) {
-        (true, Some(next)) => format!("{first} {next}"),
-        _ => first.to_owned(),
-    }
-}
-
-/// An error and its sources, joined with ": ".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
-}
-
-fn init_logging(cli: &Cli) -> Result<(), Exit> {
-    let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    if let Some(path) = &cli.log_file {
-        let file = File::options()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Exit::usage(format!("--log-file {}: {e}", path.display())))?;
-        builder.target(env_logger::Target::Pipe(Box::new(file)));
-    }
-    builder.init();
-    Ok(())
 }
 
 /// CPU time of this process so far, in seconds.
@@ -362,26 +270,5 @@ mod signals {
                 }
             })
             .map(drop)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_line_drops_clap_prefix_and_usage() {
-        let rendered =
-            "error: unexpected argument '--x' found\n\nUsage: vmmdev-monitor --kernel <PATH>\n";
-        assert_eq!(first_line(rendered), "unexpected argument '--x' found");
-    }
-
-    #[test]
-    fn first_line_names_the_missing_argument() {
-        let rendered = "error: the following required arguments were not provided:\n  --kernel <PATH>\n\nUsage: x\n";
-        assert_eq!(
-            first_line(rendered),
-            "the following required arguments were not provided: --kernel <PATH>"
-        );
     }
 }
