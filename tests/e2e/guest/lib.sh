@@ -66,6 +66,37 @@ note() {
     one_line "$*" >>"$STEP_STATE/notes"
 }
 
+# Asks the host test's agent (vmmdev_e2e::host_agent) to do VERB with ARGS (words without spaces) and prints
+# its one-line answer. Returns 1, printing the reason, if the host refused or did not answer within
+# HOST_DO_TIMEOUT seconds (default 60). The request travels as the guest property /E2E/Request, the answer
+# as /E2E/Reply, through vboxcontrol: the vboxguest module must be loaded.
+host_do() {
+    token=$(head -c 8 /proc/sys/kernel/random/uuid)
+    if ! out=$(vboxcontrol --nologo guestproperty set /E2E/Request "$token $*" 2>&1); then
+        echo "cannot ask the host: $(one_line "$out")"
+        return 1
+    fi
+    deadline=$(($(cut -d. -f1 /proc/uptime) + ${HOST_DO_TIMEOUT:-60}))
+    while [ "$(cut -d. -f1 /proc/uptime)" -lt "$deadline" ]; do
+        reply=$(vboxcontrol --nologo guestproperty get /E2E/Reply 2>/dev/null)
+        case "$reply" in
+        "Value: $token OK"*)
+            reply=${reply#"Value: $token OK"}
+            printf '%s\n' "${reply# }"
+            return 0
+            ;;
+        "Value: $token ERR"*)
+            reply=${reply#"Value: $token ERR"}
+            printf 'host: %s\n' "${reply# }"
+            return 1
+            ;;
+        esac
+        vboxcontrol --nologo guestproperty wait /E2E/Reply --timeout 1000 >/dev/null 2>&1
+    done
+    echo "the host did not answer '$*' within ${HOST_DO_TIMEOUT:-60} s"
+    return 1
+}
+
 # Runs a command, failing the step with its last output line if it exits non-zero.
 must() {
     out=$("$@" 2>&1)

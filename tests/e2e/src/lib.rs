@@ -37,6 +37,8 @@ pub mod backend;
 pub mod console;
 pub mod cpio;
 pub mod expect;
+pub mod host_agent;
+pub mod host_side;
 pub mod image;
 pub mod kvm;
 pub mod process;

@@ -16,6 +16,8 @@ use std::time::{Duration, SystemTime};
 use vmmdev_e2e::artifacts::{artifacts_or_skip, run_dir};
 use vmmdev_e2e::backend::{BootSpec, DeviceServer};
 use vmmdev_e2e::expect::Expectations;
+use vmmdev_e2e::host_agent::control_socket_path;
+use vmmdev_e2e::host_side;
 use vmmdev_e2e::qemu::QemuTcg;
 use vmmdev_e2e::runner::{RunOptions, boot};
 use vmmdev_e2e::steps::DEVICE_STEPS;
@@ -26,6 +28,7 @@ const BACKDOOR_TEXT: &str = "hello-0x504";
 /// The steps beyond [`DEVICE_STEPS`] that this boot adds: guest properties, the share mount and the
 /// shared-folder checks, each of which must pass.
 const SERVICE_STEPS: &[&str] = &[
+    "host-agent",
     "guestprop-set-get",
     "guestprop-from-host",
     "guestprop-enumerate",
@@ -225,8 +228,11 @@ fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
         "isa-debugcon,iobase=0x504,chardev=backdoor".to_owned(),
     ]);
     let (share_dir, read_only_dir, no_links_dir) = prepare_shares(&dir).unwrap();
+    let control_socket = control_socket_path(&dir);
     let mut device = DeviceServer::new(server);
     device.args.extend([
+        "--control".into(),
+        control_socket.clone().into(),
         "--guest-property".into(),
         HOST_PROPERTY.into(),
         "--share".into(),
@@ -243,12 +249,15 @@ fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
 
     let stop_rewriter = Arc::new(AtomicBool::new(false));
     let rewriter = rewrite_on_request(share_dir.clone(), Arc::clone(&stop_rewriter));
+    let agent = host_side::agent().start(control_socket, dir.clone());
     let run = boot(&backend, &spec, &dir, &RunOptions::default());
+    let served = agent.stop();
     stop_rewriter.store(true, Ordering::Relaxed);
     rewriter.join().unwrap();
     let run = run.unwrap();
 
     println!("{}", run.summary());
+    println!("{served}");
     if let Err(mismatch) = run.verify(&expected) {
         panic!("{mismatch}");
     }

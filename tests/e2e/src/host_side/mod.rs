@@ -1,0 +1,15 @@
+//! The host's side of the real-guest checks: the verbs each topic's guest steps ask the
+//! [host agent](crate::host_agent) for, one module per topic, each with a `register` function that adds
+//! its verbs to an agent.
+
+use crate::host_agent::HostAgent;
+
+/// Every topic's `register`, in no particular order (verbs must not collide).
+const TOPICS: &[fn(HostAgent) -> HostAgent] = &[];
+
+/// An agent serving every topic's verbs.
+pub fn agent() -> HostAgent {
+    TOPICS
+        .iter()
+        .fold(HostAgent::new(), |agent, register| register(agent))
+}
