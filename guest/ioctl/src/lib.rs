@@ -33,11 +33,13 @@
 //! wait and a host failure status each have their own variant.
 //!
 //! On top of the HGCM client, [`guest_props`] is a typed client of the guest-properties service
-//! (read, write, delete, enumerate, wait for changes). [`capi`] offers the session, HGCM and
-//! guest-property operations to C programs: the crate also builds as a shared and a static library,
-//! with the header `include/vmmdev_guest.h`.
+//! (read, write, delete, enumerate, wait for changes), and [`clipboard`] one of the
+//! shared-clipboard service (announce, read, answer host requests, wait for host messages).
+//! [`capi`] offers the session, HGCM and guest-property operations to C programs: the crate also
+//! builds as a shared and a static library, with the header `include/vmmdev_guest.h`.
 
 pub mod capi;
+pub mod clipboard;
 mod device;
 mod error;
 #[cfg(test)]
