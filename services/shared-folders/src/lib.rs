@@ -29,6 +29,8 @@
 //! * [`share`]: confinement. Every path is resolved by the kernel beneath the share's root
 //!   descriptor (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`); entry operations act
 //!   on one name relative to a parent descriptor resolved the same way.
+//! * `dircache`: confined directory descriptors kept open per share, dropped on inotify
+//!   events, so lookups below the root skip resolving the parent again.
 //! * [`config`], [`mappings`], [`handles`], [`dir`], [`info`], [`string`], [`path`],
 //!   [`persist`], [`error`]: configuration, the share table, per-client handle tables,
 //!   directory cursors, metadata conversion, `SHFLSTRING`s, guest paths, saved sessions,
@@ -69,6 +71,7 @@
 
 pub mod config;
 mod create;
+mod dircache;
 pub mod dir;
 pub mod error;
 pub mod handle_ops;

@@ -8,7 +8,9 @@
 //! remove, rename, symlink) first resolve the *parent* this way and then act on a single name
 //! relative to that descriptor with the `*at` system calls, which never resolve more than that
 //! one component. A share whose policy is [`SymlinkPolicy::Deny`] additionally resolves with
-//! `RESOLVE_NO_SYMLINKS`.
+//! `RESOLVE_NO_SYMLINKS`. Those parent directories come from the share's
+//! directory cache (`dircache`) when it can answer: resolved the same way, one component
+//! at a time, and dropped as soon as inotify reports their name removed or moved.
 
 use std::ffi::CStr;
 use std::fs::OpenOptions;
@@ -16,16 +18,20 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::config::SymlinkPolicy;
+use crate::dircache::DirCache;
 use crate::error::FsError;
 use crate::path::GuestPath;
 use crate::sys;
 
 /// `openat2` resolve flags (`linux/openat2.h`).
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-const RESOLVE_BENEATH: u64 = 0x08;
+pub(crate) const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+pub(crate) const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+pub(crate) const RESOLVE_BENEATH: u64 = 0x08;
 
 /// The open root directory of a share.
 #[derive(Debug)]
@@ -34,6 +40,8 @@ pub struct ShareRoot {
     device: (u32, u32),
     inode: u64,
     policy: SymlinkPolicy,
+    /// Directories below the root, kept open (`None` if inotify is unavailable).
+    cache: Option<Mutex<DirCache>>,
 }
 
 /// A directory descriptor that is either the share root itself or one resolved beneath it.
@@ -41,8 +49,10 @@ pub struct ShareRoot {
 pub enum DirFd<'a> {
     /// The share root.
     Root(BorrowedFd<'a>),
-    /// A directory beneath the root.
+    /// A directory beneath the root, resolved for this operation.
     Owned(OwnedFd),
+    /// A directory beneath the root, from the share's directory cache.
+    Cached(Arc<OwnedFd>),
 }
 
 impl AsFd for DirFd<'_> {
@@ -50,6 +60,7 @@ impl AsFd for DirFd<'_> {
         match self {
             DirFd::Root(fd) => *fd,
             DirFd::Owned(fd) => fd.as_fd(),
+            DirFd::Cached(fd) => fd.as_fd(),
         }
     }
 }
@@ -74,11 +85,19 @@ impl ShareRoot {
             .open(path)?;
         let fd = OwnedFd::from(file);
         let st = sys::fstat(fd.as_fd())?;
+        let cache = match DirCache::new(fd.as_fd()) {
+            Ok(cache) => Some(Mutex::new(cache)),
+            Err(e) => {
+                log::warn!("{}: no directory cache ({e})", path.display());
+                None
+            }
+        };
         Ok(ShareRoot {
             fd,
             device: (st.stx_dev_major, st.stx_dev_minor),
             inode: st.stx_ino,
             policy,
+            cache,
         })
     }
 
@@ -139,10 +158,19 @@ impl ShareRoot {
         sys::openat2(dir, name, flags, mode, self.resolve_flags()).map_err(resolve_error("open"))
     }
 
-    /// The directory `path` as an `O_PATH` descriptor (the root is borrowed, not reopened).
+    /// The directory `path` as an `O_PATH` descriptor: the root is borrowed, directories below
+    /// it come from the share's directory cache when it can answer, else are resolved now.
     pub fn directory(&self, path: &GuestPath) -> Result<DirFd<'_>, FsError> {
         if path.is_root() {
             return Ok(DirFd::Root(self.fd()));
+        }
+        if let Some(cache) = &self.cache {
+            let cached = cache
+                .lock()
+                .directory(self.fd(), path.components(), self.resolve_flags());
+            if let Some(fd) = cached {
+                return Ok(DirFd::Cached(fd));
+            }
         }
         self.open_path(path, libc::O_PATH | libc::O_DIRECTORY, 0)
             .map(DirFd::Owned)

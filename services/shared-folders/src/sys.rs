@@ -130,6 +130,88 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::statx> {
     statx(fd, c"", true)
 }
 
+/// A new inotify instance that never blocks on read.
+pub(crate) fn inotify_init() -> io::Result<OwnedFd> {
+    // SAFETY: plain system call without pointer arguments.
+    let ret = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
+}
+
+/// Watches the directory `dir` refers to for `mask`; returns the watch descriptor.
+///
+/// `inotify_add_watch` takes a path, so the directory is named by its `/proc/self/fd/N` magic
+/// link, which the kernel resolves to exactly the object `dir` refers to: no guest path is
+/// resolved again.
+pub(crate) fn inotify_watch(
+    inotify: BorrowedFd<'_>,
+    dir: BorrowedFd<'_>,
+    mask: u32,
+) -> io::Result<libc::c_int> {
+    let path = proc_fd_path(dir);
+    // SAFETY: `path` is NUL-terminated; the call only reads it.
+    let ret = unsafe { libc::inotify_add_watch(inotify.as_raw_fd(), path.as_ptr(), mask) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Removes the watch `watch` of `inotify` (a watch already gone is not an error).
+pub(crate) fn inotify_unwatch(inotify: BorrowedFd<'_>, watch: libc::c_int) {
+    // SAFETY: plain system call on a borrowed descriptor; an unknown watch only gives EINVAL.
+    unsafe { libc::inotify_rm_watch(inotify.as_raw_fd(), watch) };
+}
+
+/// Reads queued inotify events into `buf`; returns the bytes read, 0 when none are queued.
+pub(crate) fn inotify_read(inotify: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    let result = retry_eintr(|| {
+        // SAFETY: `buf` is writable for `buf.len()` bytes; the kernel fills at most that many.
+        check_size(unsafe { libc::read(inotify.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
+    });
+    match result {
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(0),
+        other => other,
+    }
+}
+
+/// One record of an inotify read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct WatchEvent {
+    /// The watch the event belongs to (-1 for a queue overflow).
+    pub(crate) watch: libc::c_int,
+    /// `IN_*` bits.
+    pub(crate) mask: u32,
+    /// The entry's name for events about an entry of a watched directory; empty otherwise.
+    pub(crate) name: Vec<u8>,
+}
+
+/// Size of `struct inotify_event` without its name.
+const INOTIFY_HEADER: usize = 16;
+
+/// Parses one `struct inotify_event` at the start of `buf`; returns the event and the record
+/// length, or `None` if the bytes do not form a complete record.
+pub(crate) fn parse_watch_event(buf: &[u8]) -> Option<(WatchEvent, usize)> {
+    let header = buf.get(..INOTIFY_HEADER)?;
+    let word = |at: usize| -> Option<[u8; 4]> { header.get(at..at + 4)?.try_into().ok() };
+    let watch = libc::c_int::from_ne_bytes(word(0)?);
+    let mask = u32::from_ne_bytes(word(4)?);
+    let name_len = usize::try_from(u32::from_ne_bytes(word(12)?)).ok()?;
+    let total = INOTIFY_HEADER.checked_add(name_len)?;
+    let name_area = buf.get(INOTIFY_HEADER..total)?;
+    // The name is NUL-padded to an alignment boundary.
+    let end = name_area
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(name_area.len());
+    let name = name_area.get(..end)?.to_vec();
+    Some((WatchEvent { watch, mask, name }, total))
+}
+
 /// `mkdirat(dir, name, mode)`.
 pub(crate) fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: libc::mode_t) -> io::Result<()> {
     // SAFETY: `name` is NUL-terminated; the call only reads it.

@@ -628,6 +628,159 @@ fn renames_racing_a_symlink_swap_never_land_outside() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Cached parent directories (the share's directory cache) moved, replaced or swapped
+// ---------------------------------------------------------------------------------------------
+
+/// `share/d/f` ("inside") and `outside/d/f` (the secret), with `/d/f` looked up once so `d` is
+/// in the directory cache.
+fn cached_directory(tree: &Tree, guest: &Guest) {
+    std::fs::create_dir(tree.host("d")).expect("mkdir");
+    std::fs::write(tree.host("d/f"), b"inside").expect("write");
+    std::fs::create_dir(tree.outside().join("d")).expect("mkdir");
+    std::fs::write(tree.outside().join("d/f"), SECRET).expect("write");
+    let (status, result, info) = guest.stat("/d/f");
+    assert_eq!(
+        (status, result, info.object_size.get()),
+        (0, FILE_EXISTS, 6)
+    );
+}
+
+/// `/d/f` is absent to the guest, and creating below `/d` puts nothing anywhere.
+fn assert_d_is_gone(tree: &Tree, guest: &Guest) {
+    let (status, result, _) = guest.stat("/d/f");
+    assert!(status != 0 || result != FILE_EXISTS, "stat saw {result}");
+    let (_, parms) = guest.create("/d/planted", cf::CREAT, TYPE_FILE | 0o644);
+    assert_eq!(
+        parms.handle.get(),
+        SHFL_HANDLE_NIL,
+        "created below a vanished /d"
+    );
+    guest.mkdir("/d/planted-dir", 0o755);
+    for dir in [tree.outside().join("d"), tree.dir.path().join("moved")] {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            let names: Vec<_> = entries.map(|e| e.expect("entry").file_name()).collect();
+            assert_eq!(names, ["f"], "{} changed", dir.display());
+        }
+    }
+}
+
+#[test]
+fn a_cached_directory_moved_out_of_the_share_is_no_longer_reachable() {
+    let tree = Tree::new();
+    let guest = guest(&tree, "");
+    cached_directory(&tree, &guest);
+    std::fs::rename(tree.host("d"), tree.dir.path().join("moved")).expect("mv");
+    assert_d_is_gone(&tree, &guest);
+}
+
+#[test]
+fn a_cached_directory_exchanged_with_an_outside_one_shows_the_new_inside_one() {
+    let tree = Tree::new();
+    let guest = guest(&tree, "");
+    cached_directory(&tree, &guest);
+    std::fs::remove_file(tree.outside().join("d/f")).expect("rm");
+    std::fs::write(tree.outside().join("d/f"), b"swapped in").expect("write");
+    exchange(&tree.host("d"), &tree.outside().join("d"));
+    let (status, result, info) = guest.stat("/d/f");
+    assert_eq!(
+        (status, result, info.object_size.get()),
+        (0, FILE_EXISTS, 10)
+    );
+    guest.put("/d/new", b"x");
+    assert!(tree.host("d/new").exists());
+    assert!(
+        !tree.outside().join("d/new").exists(),
+        "wrote into the old, now outside, d"
+    );
+}
+
+#[test]
+fn a_cached_directory_replaced_by_a_link_to_the_outside_is_not_followed() {
+    let tree = Tree::new();
+    let guest = guest(&tree, "");
+    cached_directory(&tree, &guest);
+    std::fs::remove_dir_all(tree.host("d")).expect("rm -r");
+    symlink(tree.outside().join("d"), tree.host("d")).expect("symlink");
+    assert_d_is_gone(&tree, &guest);
+}
+
+#[test]
+fn a_cached_directory_the_guest_renames_is_found_under_its_new_name_only() {
+    let tree = Tree::new();
+    let guest = guest(&tree, "");
+    cached_directory(&tree, &guest);
+    assert_eq!(guest.rename("/d", "/e", 2), 0);
+    assert_eq!(guest.stat("/e/f").1, FILE_EXISTS);
+    let (status, result, _) = guest.stat("/d/f");
+    assert!(status != 0 || result != FILE_EXISTS);
+}
+
+/// `renameat2(a, b, RENAME_EXCHANGE)` on absolute host paths.
+fn exchange(a: &std::path::Path, b: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let a = std::ffi::CString::new(a.as_os_str().as_bytes()).expect("path");
+    let b = std::ffi::CString::new(b.as_os_str().as_bytes()).expect("path");
+    // SAFETY: both paths are NUL-terminated C strings that outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    assert_eq!(ret, 0, "RENAME_EXCHANGE");
+}
+
+#[test]
+fn lookups_racing_directory_swaps_end_on_the_directory_that_is_inside() {
+    let tree = Tree::new();
+    let guest = guest(&tree, "");
+    cached_directory(&tree, &guest);
+    let (inside, outside) = (tree.host("d"), tree.outside().join("d"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let swaps = {
+        let (stop, inside, outside) = (stop.clone(), inside.clone(), outside.clone());
+        std::thread::spawn(move || {
+            let mut count = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                exchange(&inside, &outside);
+                count += 1;
+            }
+            count
+        })
+    };
+    let start = Instant::now();
+    let mut lookups = 0;
+    while start.elapsed() < RACE_TIME {
+        guest.stat("/d/f");
+        guest.stat(&format!("/d/missing{lookups}"));
+        lookups += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swaps.join().expect("swapper");
+    assert!(swaps > 0 && lookups > 0);
+    // Whatever the cache went through, it now answers for the directory that is inside.
+    let expected =
+        i64::try_from(std::fs::metadata(inside.join("f")).expect("stat").len()).expect("size");
+    for _ in 0..20 {
+        let (status, result, info) = guest.stat("/d/f");
+        assert_eq!(
+            (status, result, info.object_size.get()),
+            (0, FILE_EXISTS, expected)
+        );
+    }
+    guest.put("/d/after-race", b"x");
+    assert!(inside.join("after-race").exists());
+    assert!(
+        !outside.join("after-race").exists(),
+        "wrote into the directory now outside"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Read-only shares
 // ---------------------------------------------------------------------------------------------
 
