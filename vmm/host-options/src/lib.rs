@@ -66,6 +66,17 @@ pub struct HostOptions {
     #[arg(long = "property-store", value_name = "FILE", value_parser = parse_store)]
     pub property_store: Option<PathBuf>,
 
+    /// Narrows which guest callers may read and write which guest property names (repeatable):
+    /// WHO:ACCESS:PREFIX, WHO one or more of kernel, root, user, vboxuser, all joined with '+',
+    /// ACCESS rw, ro or none, PREFIX a name prefix or '*'. Without rules every caller may do what
+    /// VirtualBox allows.
+    #[arg(
+        long = "guest-property-policy",
+        value_name = "WHO:ACCESS:PREFIX",
+        value_parser = parse_policy_rule
+    )]
+    pub guest_property_policy: Vec<String>,
+
     /// Loads an HGCM service plugin: a path, or a NAME looked up as lib<NAME>.so next to this
     /// executable (repeatable).
     #[arg(long = "plugin", value_name = "NAME|PATH")]
@@ -192,6 +203,12 @@ impl HostOptions {
                         .to_owned(),
                 );
             }
+            if let Some(rule) = self.guest_property_policy.first() {
+                return Some(format!(
+                    "--guest-property-policy {rule}: needs the built-in guest properties service, \
+                     which --no-default-services leaves out"
+                ));
+            }
         }
         None
     }
@@ -213,9 +230,15 @@ impl HostOptions {
             log::info!("built-in service {name:?} registered");
             let config = self
                 .property_store
-                .as_ref()
+                .iter()
                 .map(|store| format!("store={}", store.display()))
-                .unwrap_or_default();
+                .chain(
+                    self.guest_property_policy
+                        .iter()
+                        .map(|rule| format!("policy={rule}")),
+                )
+                .collect::<Vec<_>>()
+                .join(",");
             let name = hgcm
                 .register_builtin(vmmdev_svc_guest_props::guest_props_entry, &config)
                 .map_err(|source| HostSetupError::Builtin {
@@ -316,6 +339,17 @@ fn set_guest_property(hgcm: &Hgcm, property: &GuestProperty) -> Result<(), HostS
     }
     log::info!("guest property {} set", property.key);
     Ok(())
+}
+
+/// A `--guest-property-policy` rule: the service's rule syntax, without ',' (the service's
+/// configuration is a comma-separated list).
+fn parse_policy_rule(text: &str) -> Result<String, String> {
+    if text.contains(',') {
+        return Err(format!("the policy rule '{text}' must not contain ','"));
+    }
+    vmmdev_svc_guest_props::policy::Rule::parse(text)
+        .map(|_| text.to_owned())
+        .map_err(|error| error.to_string())
 }
 
 /// A `--property-store` file: its directory must exist, and the path must not contain a comma (the
@@ -624,6 +658,55 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(status.is_success(), "{status}");
         assert_eq!(value, "yes");
+    }
+
+    #[test]
+    fn malformed_guest_property_policy_rules_are_refused_while_parsing() {
+        for rule in [
+            "user:none",
+            "guest:none:/A/",
+            "user:write:/A/",
+            "user:none:/A*",
+            "user:none:/A/,x",
+        ] {
+            assert!(parse(&["--guest-property-policy", rule]).is_err(), "{rule}");
+        }
+    }
+
+    #[test]
+    fn guest_property_policy_rules_and_the_store_reach_the_service_together() {
+        let dir = std::env::temp_dir().join(format!("host-options-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = dir.join("props.json").display().to_string();
+        let hgcm = parse(&[
+            "--property-store",
+            &store,
+            "--guest-property-policy",
+            "user:none:/Secret/",
+            "--guest-property-policy",
+            "root+user:ro:*",
+            "--guest-property",
+            "/Kept=yes",
+        ])
+        .unwrap()
+        .build_hgcm()
+        .unwrap();
+        hgcm.shutdown();
+        let stored = std::fs::read_to_string(dir.join("props.json")).unwrap_or_default();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(stored.contains("/Kept"), "{stored}");
+    }
+
+    #[test]
+    fn guest_property_policy_without_the_default_services_is_refused() {
+        let host = parse(&[
+            "--no-default-services",
+            "--guest-property-policy",
+            "user:none:/A/",
+        ])
+        .unwrap();
+        let message = host.unsupported().unwrap();
+        assert!(message.contains("--guest-property-policy"), "{message}");
     }
 
     #[test]
