@@ -2,10 +2,12 @@
 //! [host agent](crate::host_agent) for, one module per topic, each with a `register` function that adds
 //! its verbs to an agent.
 
+pub mod guestprops;
+
 use crate::host_agent::HostAgent;
 
 /// Every topic's `register`, in no particular order (verbs must not collide).
-const TOPICS: &[fn(HostAgent) -> HostAgent] = &[];
+const TOPICS: &[fn(HostAgent) -> HostAgent] = &[guestprops::register];
 
 /// An agent serving every topic's verbs.
 pub fn agent() -> HostAgent {
