@@ -5,6 +5,7 @@
 //! otherwise it prints `<command>: FAIL: <reason>` on stderr and exits 1. Usage errors exit 2.
 
 mod driver;
+mod guestprop;
 mod hgcm;
 
 use std::path::PathBuf;
@@ -124,6 +125,13 @@ enum Command {
         #[arg(long, default_value = echo::SERVICE_NAME)]
         service: String,
     },
+    /// Reads guest property NAME COUNT times and prints the time per round trip.
+    PropGets {
+        /// Number of reads.
+        count: u32,
+        /// The property, which must exist.
+        name: String,
+    },
 }
 
 /// What `wait-event` expects to happen.
@@ -155,6 +163,7 @@ impl Command {
             Self::WaitTimeout { .. } => "wait-timeout",
             Self::WaitForever { .. } => "wait-forever",
             Self::NullCalls { .. } => "null-calls",
+            Self::PropGets { .. } => "prop-gets",
         }
     }
 }
@@ -214,6 +223,7 @@ fn run(cli: Cli) -> Outcome {
         Command::WaitTimeout { ms, service } => hgcm::wait_timeout(&open()?, &service, ms),
         Command::WaitForever { service } => hgcm::wait_forever(&open()?, &service),
         Command::NullCalls { count, service } => hgcm::null_calls(&open()?, &service, count),
+        Command::PropGets { count, name } => guestprop::prop_gets(&open()?, &name, count),
     }
 }
 
