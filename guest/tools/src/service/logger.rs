@@ -1,0 +1,49 @@
+//! The daemon's log: one line per record, written with a single `write` so that each record
+//! stays one kernel log entry when standard error is `/dev/kmsg` (the daemon's log in the
+//! background, where a minimal guest has no syslog).
+
+use std::io::Write;
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+/// Writes records to standard error as `vboxservice: <level>: <message>`.
+#[derive(Debug)]
+struct StderrLogger;
+
+static LOGGER: StderrLogger = StderrLogger;
+
+impl Log for StderrLogger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            Level::Error => "error",
+            Level::Warn => "warning",
+            Level::Info => "info",
+            Level::Debug => "debug",
+            Level::Trace => "trace",
+        };
+        let line = format!("vboxservice: {level}: {}\n", record.args());
+        // One write per record; a failed log write has nowhere to be reported.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the logger: info and above, or everything down to debug with `verbose`.
+pub fn init(verbose: bool) {
+    let level = if verbose {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Info
+    };
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(level);
+    }
+}
