@@ -244,19 +244,19 @@ impl Vm {
                 .map_err(io_error("the serial input thread"))?;
         }
 
-        let pending_intx = intx::create(&vm, layout::VMMDEV_GSI, config.intx)?;
+        let intx = intx::create(&vm, layout::VMMDEV_GSI, config.intx)?;
         log::info!(
             "VMMDev INTx on GSI {} through {:?}",
             layout::VMMDEV_GSI,
-            pending_intx.mode()
+            intx.mode()
         );
         let device = VmmDev::builder(
             GuestMemoryAtomic::new(mem.clone()),
             hgcm,
-            Arc::clone(&pending_intx.line) as Arc<dyn vmmdev_device::InterruptLine>,
+            Arc::clone(&intx.line) as Arc<dyn vmmdev_device::InterruptLine>,
         )
         .build()?;
-        let resample = pending_intx.start(device.clone())?;
+        let resample = intx.resample;
         let ram_file = Arc::clone(device.ram().file());
         let ram_mapping =
             MmapRegion::from_file(FileOffset::from_arc(ram_file, 0), device.ram().len()).map_err(

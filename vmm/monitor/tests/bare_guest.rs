@@ -639,12 +639,9 @@ fn interrupt_guest() -> (Vec<u8>, Vec<u8>) {
     (handler, main)
 }
 
-// Intermittent on this host's PVM: once in several runs the guest takes a second interrupt whose
-// acknowledge finds no event (a spurious interrupt, before the call's completion). The assertions are
-// right; the race (irqfd trigger vs. the resample thread's re-trigger) is open. Run it with
-// `cargo test -p vmmdev-monitor --test bare_guest -- --ignored`.
+// This host's PVM signals the resample eventfd before the guest's handler runs: this test is the
+// regression test for re-asserting the line at that point (a spurious second interrupt, see `intx`).
 #[test]
-#[ignore = "intermittent spurious second interrupt on PVM; open race in the irqfd resample path"]
 fn bare_guest_takes_one_level_interrupt_per_completion_through_the_irqfd() {
     let test = "bare_guest_takes_one_level_interrupt_per_completion_through_the_irqfd";
     if !kvm_or_skip(test) {
