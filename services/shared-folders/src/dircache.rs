@@ -4,7 +4,7 @@
 //! Why: the Linux guest looks up paths one CREATE at a time, and every lookup of `dir/file`
 //! needs the descriptor of `dir`. Resolving it with `openat2(RESOLVE_BENEATH)` each time costs an
 //! open and a close around the one `statx` that answers the guest. With this cache a lookup costs
-//! the `statx` and one `read` of an inotify descriptor that comes back empty.
+//! the `statx` and one `FIONREAD` of an inotify descriptor that finds nothing queued.
 //!
 //! Why it stays confined:
 //!
@@ -75,10 +75,10 @@ struct Entry {
 pub(crate) struct DirCache {
     inotify: OwnedFd,
     root_watch: libc::c_int,
-    /// Cached directories by their path below the root (components joined with `/`).
-    entries: HashMap<Vec<u8>, Entry>,
+    /// Cached directories by their path below the root, as components.
+    entries: HashMap<Vec<String>, Entry>,
     /// The path each watch stands for (the root is the empty path).
-    watched: HashMap<libc::c_int, Vec<u8>>,
+    watched: HashMap<libc::c_int, Vec<String>>,
     events: Vec<u8>,
     usable: bool,
 }
@@ -88,21 +88,12 @@ fn plain(component: &str) -> bool {
     component != "." && component != ".."
 }
 
-/// `parent/name`, or `name` for the root.
-fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut path = Vec::with_capacity(parent.len() + 1 + name.len());
-    if !parent.is_empty() {
-        path.extend_from_slice(parent);
-        path.push(b'/');
-    }
-    path.extend_from_slice(name);
+/// `parent` extended by `name`.
+fn join(parent: &[String], name: &str) -> Vec<String> {
+    let mut path = Vec::with_capacity(parent.len() + 1);
+    path.extend_from_slice(parent);
+    path.push(name.to_owned());
     path
-}
-
-/// Whether `path` is `ancestor` or lies below it.
-fn within(path: &[u8], ancestor: &[u8]) -> bool {
-    path.strip_prefix(ancestor)
-        .is_some_and(|rest| rest.is_empty() || rest.first() == Some(&b'/'))
 }
 
 impl DirCache {
@@ -137,8 +128,7 @@ impl DirCache {
             return None;
         }
         self.apply_events();
-        let key = components.join("/").into_bytes();
-        if let Some(entry) = self.entries.get(&key) {
+        if let Some(entry) = self.entries.get(components) {
             return Some(Arc::clone(&entry.fd));
         }
         if self.entries.len() + components.len() > MAX_ENTRIES {
@@ -147,7 +137,7 @@ impl DirCache {
         let fd = self.walk(root, components, resolve)?;
         // Anything that changed while the walk ran is applied before the result is used.
         self.apply_events();
-        self.entries.contains_key(&key).then_some(fd)
+        self.entries.contains_key(components).then_some(fd)
     }
 
     /// Opens and caches the missing tail of `components`, from its deepest cached ancestor.
@@ -160,14 +150,13 @@ impl DirCache {
         let mut cached = components.len();
         let mut parent: Option<Arc<OwnedFd>> = None;
         while cached > 0 {
-            let prefix = components.get(..cached)?.join("/").into_bytes();
-            if let Some(entry) = self.entries.get(&prefix) {
+            if let Some(entry) = self.entries.get(components.get(..cached)?) {
                 parent = Some(Arc::clone(&entry.fd));
                 break;
             }
             cached -= 1;
         }
-        let mut path = components.get(..cached)?.join("/").into_bytes();
+        let mut path = components.get(..cached)?.to_vec();
         for component in components.get(cached..)? {
             let name = CString::new(component.as_str()).ok()?;
             let parent_fd = parent.as_ref().map_or(root, |fd| fd.as_fd());
@@ -186,7 +175,7 @@ impl DirCache {
                     return None;
                 }
             };
-            path = join(&path, component.as_bytes());
+            path.push(component.clone());
             if self.watched.contains_key(&watch) {
                 // The same directory under a second name (a bind mount): its events could not
                 // be told apart, so it is not cached twice.
@@ -208,6 +197,15 @@ impl DirCache {
 
     /// Reads every queued event and drops the entries they concern.
     fn apply_events(&mut self) {
+        match sys::inotify_pending(self.inotify.as_fd()) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                log::warn!("directory cache: polling events failed ({e}); cache disabled");
+                self.disable();
+                return;
+            }
+        }
         loop {
             let mut buf = std::mem::take(&mut self.events);
             let read = sys::inotify_read(self.inotify.as_fd(), &mut buf);
@@ -257,21 +255,24 @@ impl DirCache {
         }
         let moved_or_removed = libc::IN_DELETE | libc::IN_MOVED_FROM | libc::IN_MOVED_TO;
         if event.mask & moved_or_removed != 0 && event.mask & libc::IN_ISDIR != 0 {
-            let path = join(dir, &event.name);
-            self.invalidate(&path);
+            // A name that is not UTF-8 was never cached (guest paths are UTF-8).
+            if let Ok(name) = std::str::from_utf8(&event.name) {
+                let path = join(dir, name);
+                self.invalidate(&path);
+            }
         }
     }
 
     /// Drops `path` and every entry below it.
-    fn invalidate(&mut self, path: &[u8]) {
+    fn invalidate(&mut self, path: &[String]) {
         if path.is_empty() {
             self.clear();
             return;
         }
-        let stale: Vec<Vec<u8>> = self
+        let stale: Vec<Vec<String>> = self
             .entries
             .keys()
-            .filter(|key| within(key, path))
+            .filter(|key| key.starts_with(path))
             .cloned()
             .collect();
         for key in stale {
@@ -279,7 +280,7 @@ impl DirCache {
         }
     }
 
-    fn remove(&mut self, key: &[u8]) {
+    fn remove(&mut self, key: &[String]) {
         if let Some(entry) = self.entries.remove(key) {
             self.watched.remove(&entry.watch);
             sys::inotify_unwatch(self.inotify.as_fd(), entry.watch);
@@ -288,7 +289,7 @@ impl DirCache {
 
     /// Drops every entry (the root stays watched).
     fn clear(&mut self) {
-        let keys: Vec<Vec<u8>> = self.entries.keys().cloned().collect();
+        let keys: Vec<Vec<String>> = self.entries.keys().cloned().collect();
         for key in keys {
             self.remove(&key);
         }
@@ -482,9 +483,20 @@ mod tests {
     }
 
     #[test]
-    fn within_matches_whole_components_only() {
-        assert!(within(b"a/b", b"a"));
-        assert!(within(b"a", b"a"));
-        assert!(!within(b"ab", b"a"));
+    fn invalidating_a_name_keeps_siblings_that_share_its_prefix() {
+        let (dir, root, mut cache) = setup();
+        std::fs::create_dir(dir.path().join("share/ab")).expect("mkdir");
+        let sibling = cache
+            .directory(root.as_fd(), &components("ab"), RESOLVE)
+            .expect("ab");
+        cache
+            .directory(root.as_fd(), &components("a/b"), RESOLVE)
+            .expect("a/b");
+        std::fs::rename(dir.path().join("share/a"), dir.path().join("outside/a")).expect("mv");
+        let again = cache
+            .directory(root.as_fd(), &components("ab"), RESOLVE)
+            .expect("ab");
+        assert!(Arc::ptr_eq(&sibling, &again));
+        assert_eq!(cache.len(), 1);
     }
 }

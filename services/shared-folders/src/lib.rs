@@ -71,8 +71,8 @@
 
 pub mod config;
 mod create;
-mod dircache;
 pub mod dir;
+mod dircache;
 pub mod error;
 pub mod handle_ops;
 pub mod handles;

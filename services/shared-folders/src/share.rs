@@ -12,7 +12,7 @@
 //! directory cache (`dircache`) when it can answer: resolved the same way, one component
 //! at a time, and dropped as soon as inotify reports their name removed or moved.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -164,16 +164,30 @@ impl ShareRoot {
         if path.is_root() {
             return Ok(DirFd::Root(self.fd()));
         }
-        if let Some(cache) = &self.cache {
-            let cached = cache
-                .lock()
-                .directory(self.fd(), path.components(), self.resolve_flags());
-            if let Some(fd) = cached {
-                return Ok(DirFd::Cached(fd));
-            }
+        if let Some(fd) = self.cached_directory(path.components()) {
+            return Ok(DirFd::Cached(fd));
         }
         self.open_path(path, libc::O_PATH | libc::O_DIRECTORY, 0)
             .map(DirFd::Owned)
+    }
+
+    /// The directory `components` below the root from the directory cache, if it can answer.
+    fn cached_directory(&self, components: &[String]) -> Option<Arc<OwnedFd>> {
+        let cache = self.cache.as_ref()?;
+        cache
+            .lock()
+            .directory(self.fd(), components, self.resolve_flags())
+    }
+
+    /// The cached parent directory of an entry below the root and the entry's name; `None` for
+    /// entries of the root, `.`/`..` names and parents the cache cannot answer for.
+    fn cached_entry(&self, path: &GuestPath) -> Option<(Arc<OwnedFd>, CString)> {
+        let (name, parent) = path.components().split_last()?;
+        if parent.is_empty() || name == "." || name == ".." {
+            return None;
+        }
+        let name = CString::new(name.as_str()).ok()?;
+        Some((self.cached_directory(parent)?, name))
     }
 
     /// The parent directory of an entry and the entry's name, for `*at` operations.
@@ -196,6 +210,10 @@ impl ShareRoot {
                 Err(e) if e.errno() == Some(libc::ELOOP) || e.errno() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(e),
             }
+        }
+        if let Some((dir, name)) = self.cached_entry(path) {
+            // The common lookup below the root: one `statx` of one name in a cached directory.
+            return sys::statx(dir.as_fd(), &name, false).map_err(FsError::io("stat"));
         }
         match self.entry(path) {
             // One name relative to a confined parent: `statx` resolves nothing else. For an

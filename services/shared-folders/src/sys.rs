@@ -167,6 +167,15 @@ pub(crate) fn inotify_unwatch(inotify: BorrowedFd<'_>, watch: libc::c_int) {
     unsafe { libc::inotify_rm_watch(inotify.as_raw_fd(), watch) };
 }
 
+/// How many bytes of events `inotify` has queued (`FIONREAD`): a cheaper question than a read
+/// that finds nothing.
+pub(crate) fn inotify_pending(inotify: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut pending: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which is valid for that.
+    check(unsafe { libc::ioctl(inotify.as_raw_fd(), libc::FIONREAD, &raw mut pending) })?;
+    usize::try_from(pending).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
 /// Reads queued inotify events into `buf`; returns the bytes read, 0 when none are queued.
 pub(crate) fn inotify_read(inotify: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     let result = retry_eintr(|| {
