@@ -7,6 +7,7 @@
 mod driver;
 mod guestprop;
 mod hgcm;
+mod mapped;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -132,6 +133,15 @@ enum Command {
         /// The property, which must exist.
         name: String,
     },
+    /// Sizes file PATH to SIZE bytes, writes a pattern through a MAP_SHARED mapping, unmaps and
+    /// closes it (each 16-byte record is its offset as 15 zero-padded digits and a newline).
+    MmapWrite {
+        /// The file (created or truncated).
+        path: PathBuf,
+        /// The size, a multiple of 16.
+        #[arg(default_value_t = 8192)]
+        size: usize,
+    },
 }
 
 /// What `wait-event` expects to happen.
@@ -164,6 +174,7 @@ impl Command {
             Self::WaitForever { .. } => "wait-forever",
             Self::NullCalls { .. } => "null-calls",
             Self::PropGets { .. } => "prop-gets",
+            Self::MmapWrite { .. } => "mmap-write",
         }
     }
 }
@@ -224,6 +235,7 @@ fn run(cli: Cli) -> Outcome {
         Command::WaitForever { service } => hgcm::wait_forever(&open()?, &service),
         Command::NullCalls { count, service } => hgcm::null_calls(&open()?, &service, count),
         Command::PropGets { count, name } => guestprop::prop_gets(&open()?, &name, count),
+        Command::MmapWrite { path, size } => mapped::mmap_write(&path, size),
     }
 }
 
