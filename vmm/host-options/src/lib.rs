@@ -87,8 +87,15 @@ pub struct HostOptions {
     #[arg(long = "control", value_name = "PATH")]
     pub control: Option<PathBuf>,
 
+    /// Which way the shared clipboard may carry data: off, host-to-guest, guest-to-host or
+    /// bidirectional (the default; the host side is an in-memory clipboard driven by the control
+    /// endpoint, so nothing of the host desktop's clipboard reaches the guest unless put there).
+    #[arg(long = "clipboard-mode", value_name = "MODE", value_parser = parse_clipboard_mode)]
+    pub clipboard_mode: Option<vmmdev_svc_clipboard::Mode>,
+
     /// Registers no built-in service (by default "Echo", the example service,
-    /// "VBoxGuestPropSvc", the guest properties, and "VBoxSharedFolders" are built in).
+    /// "VBoxGuestPropSvc", the guest properties, "VBoxSharedFolders" and "VBoxSharedClipboard" are
+    /// built in).
     #[arg(long)]
     pub no_default_services: bool,
 }
@@ -182,6 +189,13 @@ impl HostOptions {
     /// The first option naming a service this build does not have, as a message.
     pub fn unsupported(&self) -> Option<String> {
         if self.no_default_services {
+            if self.clipboard_mode.is_some() {
+                return Some(
+                    "--clipboard-mode: needs the built-in shared clipboard service, which \
+                     --no-default-services leaves out"
+                        .to_owned(),
+                );
+            }
             if let Some(share) = self.shares.first() {
                 return Some(format!(
                     "--share {}: needs the built-in shared folders service, which \
@@ -259,6 +273,20 @@ impl HostOptions {
             for share in &self.shares {
                 add_share(&hgcm, share)?;
             }
+            let mode = self
+                .clipboard_mode
+                .unwrap_or(vmmdev_svc_clipboard::Mode::BIDIRECTIONAL);
+            let config = format!(
+                "mode={}",
+                vmmdev_svc_clipboard::config::mode_name(mode).unwrap_or("off")
+            );
+            let name = hgcm
+                .register_builtin(vmmdev_svc_clipboard::clipboard_entry, &config)
+                .map_err(|source| HostSetupError::Builtin {
+                    service: vmmdev_svc_clipboard::SERVICE_NAME,
+                    source,
+                })?;
+            log::info!("built-in service {name:?} registered ({config})");
         }
         for plugin in &self.plugins {
             let name = hgcm
@@ -354,6 +382,12 @@ fn parse_policy_rule(text: &str) -> Result<String, String> {
 
 /// A `--property-store` file: its directory must exist, and the path must not contain a comma (the
 /// service's configuration is a comma-separated list).
+fn parse_clipboard_mode(text: &str) -> Result<vmmdev_svc_clipboard::Mode, String> {
+    vmmdev_svc_clipboard::config::parse_mode(text).ok_or_else(|| {
+        format!("unknown mode {text:?} (off, host-to-guest, guest-to-host, bidirectional)")
+    })
+}
+
 fn parse_store(text: &str) -> Result<PathBuf, String> {
     if text.is_empty() {
         return Err("the property store path is empty".to_owned());
@@ -595,7 +629,15 @@ mod tests {
         let hgcm = parse(&[]).unwrap().build_hgcm().unwrap();
         let names: Vec<String> = hgcm.services().iter().map(|s| s.name.to_string()).collect();
         hgcm.shutdown();
-        assert_eq!(names, ["Echo", "VBoxGuestPropSvc", "VBoxSharedFolders"]);
+        assert_eq!(
+            names,
+            [
+                "Echo",
+                "VBoxGuestPropSvc",
+                "VBoxSharedFolders",
+                "VBoxSharedClipboard"
+            ]
+        );
     }
 
     /// Reads a property through the service's host interface.
@@ -713,6 +755,41 @@ mod tests {
     fn a_property_store_with_a_comma_or_a_missing_directory_is_refused() {
         assert!(parse(&["--property-store", "/tmp/a,b"]).is_err());
         assert!(parse(&["--property-store", "/no/such/dir/props"]).is_err());
+    }
+
+    #[test]
+    fn clipboard_mode_reaches_the_service_and_defaults_to_bidirectional() {
+        use vmmdev_svc_clipboard::host::HOST_FN_GET_MODE;
+        let mode_of = |args: &[&str]| {
+            let hgcm = parse(args).unwrap().build_hgcm().unwrap();
+            let mut params = [Parm::U32(99)];
+            let status = hgcm
+                .host_call(
+                    vmmdev_svc_clipboard::SERVICE_NAME,
+                    HOST_FN_GET_MODE,
+                    &mut params,
+                )
+                .unwrap();
+            hgcm.shutdown();
+            assert_eq!(status, 0);
+            params[0].as_u32()
+        };
+        assert_eq!(mode_of(&[]), Some(3));
+        assert_eq!(mode_of(&["--clipboard-mode", "host-to-guest"]), Some(1));
+        assert_eq!(mode_of(&["--clipboard-mode", "off"]), Some(0));
+    }
+
+    #[test]
+    fn unknown_clipboard_mode_is_refused_while_parsing() {
+        let error = parse(&["--clipboard-mode", "sideways"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown mode \"sideways\""), "{error}");
+        let refused = parse(&["--no-default-services", "--clipboard-mode", "off"])
+            .unwrap()
+            .unsupported()
+            .unwrap();
+        assert!(refused.starts_with("--clipboard-mode"), "{refused}");
     }
 
     #[test]
