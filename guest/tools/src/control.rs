@@ -13,6 +13,7 @@
 //! | `guestproperty delete\|unset <name>` | nothing |
 //! | `guestproperty enumerate [--patterns <pattern>...]` | `Name: <name>, value: <value>, timestamp: <ns>, flags: <flags>` per property |
 //! | `guestproperty wait <patterns> [--timestamp <ns>] [--timeout <ms>] [--fail-on-timeout]` | `Name: `, `Value: `, `Timestamp: <ns> ns`, `Flags: ` lines, or `Property <name> was deleted` |
+//! | `clipboard get\|set\|watch\|bridge ...` | the shared clipboard ([`crate::clipboard`]) |
 //! | `version`, `getversion`, `--version` | the project version |
 //!
 //! A wait that times out or is interrupted prints `The request timed out or was interrupted` on
@@ -73,6 +74,9 @@ pub enum Command {
     /// Read, write, list and wait for guest properties.
     #[command(name = "guestproperty", subcommand)]
     GuestProperty(PropertyCommand),
+    /// Read and offer the shared clipboard, watch it, or bridge it to the guest desktop.
+    #[command(subcommand)]
+    Clipboard(crate::clipboard::ClipboardCommand),
     /// Print the version.
     #[command(visible_alias = "getversion")]
     Version,

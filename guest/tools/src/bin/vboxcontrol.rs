@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use vmmdev_guest_ioctl::Device;
+use vmmdev_guest_tools::clipboard;
 use vmmdev_guest_tools::control::{self, Cli, Command, ExitStatus};
 
 fn main() -> ExitCode {
@@ -25,19 +26,32 @@ fn main() -> ExitCode {
             ExitStatus::Syntax
         }
         Some(Command::Version) => print(&mut out, &mut err, &control::version()),
-        Some(Command::GuestProperty(command)) => match Device::open_path(&cli.device) {
+        Some(Command::GuestProperty(command)) => match open(&cli, &mut err) {
             Ok(device) => control::guest_property(&device, command, &mut out, &mut err),
-            Err(error) => control::fail(
-                &mut err,
-                &format!(
-                    "Could not contact the host system. Make sure that you are running this \
-                     application inside a virtual machine with the vboxguest driver, and that you \
-                     have sufficient user permissions: {error}"
-                ),
-            ),
+            Err(status) => status,
+        },
+        Some(Command::Clipboard(command)) => match open(&cli, &mut err) {
+            Ok(device) => {
+                clipboard::clipboard(&device, command, &mut io::stdin(), &mut out, &mut err)
+            }
+            Err(status) => status,
         },
     };
     status.into()
+}
+
+/// Opens the driver's node, or reports why it cannot be reached.
+fn open(cli: &Cli, err: &mut dyn Write) -> Result<Device, ExitStatus> {
+    Device::open_path(&cli.device).map_err(|error| {
+        control::fail(
+            err,
+            &format!(
+                "Could not contact the host system. Make sure that you are running this \
+                 application inside a virtual machine with the vboxguest driver, and that you \
+                 have sufficient user permissions: {error}"
+            ),
+        )
+    })
 }
 
 /// Writes `text` to stdout; a closed stdout is a failure.
