@@ -7,13 +7,15 @@
 # from the host build (target/x86_64-unknown-linux-gnu/release).
 #
 # Usage: build-guest-bins.sh OUT_DIR
-#   Builds e2e-guest-hello (crate vmmdev-e2e), vboxctl-test and vboxcontrol (crate vmmdev-guest-tools).
+#   Builds e2e-guest-hello (crate vmmdev-e2e), vboxctl-test, vboxcontrol and vboxservice (crate
+#   vmmdev-guest-tools).
 #   The directory is emptied first. Progress on stderr; OUT_DIR on stdout.
 set -euo pipefail
 
 readonly TARGET=x86_64-unknown-linux-gnu
 # package:binary pairs for the guest image.
-readonly PROGRAMS=(vmmdev-e2e:e2e-guest-hello vmmdev-guest-tools:vboxctl-test vmmdev-guest-tools:vboxcontrol)
+readonly PROGRAMS=(vmmdev-e2e:e2e-guest-hello vmmdev-guest-tools:vboxctl-test vmmdev-guest-tools:vboxcontrol
+    vmmdev-guest-tools:vboxservice)
 
 progress() { printf 'build-guest-bins: %s\n' "$*" >&2; }
 die() { printf 'build-guest-bins: error: %s\n' "$*" >&2; exit 1; }
