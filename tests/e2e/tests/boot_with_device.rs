@@ -53,6 +53,7 @@ const SERVICE_STEPS: &[&str] = &[
     "sf-statfs",
     "sf-big-copy",
     "sf-exec",
+    "sf-mmap-write",
     "sf-unicode",
     "sf-read-only",
     "sf-second-mount",
@@ -147,6 +148,14 @@ fn check_host_side_of_the_shares(share_dir: &Path, outside_dir: &Path) {
         "sf-append-overwrite on the host"
     );
     assert_eq!(read("work-rename/db/r2"), "1\n", "sf-rename on the host");
+    let mapped: String = (0..8192)
+        .step_by(16)
+        .map(|offset| format!("{offset:015}\n"))
+        .collect();
+    assert!(
+        read("work-mmap/m.bin") == mapped,
+        "sf-mmap-write: the host file lacks the pattern written through the mapping"
+    );
     let chmodded = std::fs::metadata(share_dir.join("work-chmod/w.txt")).unwrap();
     assert_eq!(
         chmodded.permissions().mode() & 0o777,

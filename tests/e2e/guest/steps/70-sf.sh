@@ -1,8 +1,9 @@
 # Shared folders through the kernel's own vboxsf (linux-guest.md §7 items 18-42): mount, listing, reads of
 # files the host wrote, writes read back after dropping the page cache, namespace operations, attributes,
-# symlinks and the symlink policies, statfs, large sequential I/O, exec from the share, UTF-8 names, a host
-# change seen by the guest, a read-only share, a second mount, attempts to reach host files outside the
-# share, and unloading and reloading the drivers.
+# symlinks and the symlink policies, statfs, large sequential I/O, exec from the share, writes through a
+# shared mapping, UTF-8 names, concurrent readers beside guest-property traffic, a host change seen by the
+# guest, a read-only share, a second mount, attempts to reach host files outside the share, and unloading
+# and reloading the drivers.
 #
 # The host (tests/e2e/tests/boot_with_device.rs) offers three shares before boot:
 #   e2e     read-write, symlinks=inside, mounted at /media/sf_e2e by demo-mount (mounted here when absent).
@@ -18,8 +19,8 @@
 
 register_steps sf-mount-unknown sf-list sf-read sf-write-readback sf-append-overwrite sf-truncate \
     sf-otrunc-mode sf-mkdir-rmdir sf-rename sf-unlink sf-chmod-utimes sf-symlink sf-statfs sf-big-copy \
-    sf-exec sf-unicode sf-read-only sf-second-mount sf-escape sf-symlink-outside sf-concurrent-reads \
-    sf-symlink-deny sf-irq-quiet sf-host-change sf-reprobe
+    sf-exec sf-mmap-write sf-unicode sf-read-only sf-second-mount sf-escape sf-symlink-outside \
+    sf-concurrent-reads sf-symlink-deny sf-irq-quiet sf-host-change sf-reprobe
 
 SF_SHARE=e2e
 SF_ROOT=/media/sf_e2e
@@ -314,6 +315,22 @@ step_sf_exec() {
     cmp /bin/busybox "$work/busybox" >/dev/null || fail "the copy of busybox differs from the original"
 }
 
+# Item 36, the mmap-write half: a file sized with ftruncate and written only through a MAP_SHARED mapping
+# (vboxctl-test mmap-write: open O_RDWR, ftruncate 8192, mmap, write, munmap, close) reads back with the
+# pattern after the page cache is dropped, so the dirty pages reached the host (which checks the bytes too).
+step_sf_mmap_write() {
+    sf_require_mount
+    command -v vboxctl-test >/dev/null || skip "vboxctl-test is not in the image"
+    work=$(sf_workdir mmap) || exit $?
+    out=$(vboxctl-test mmap-write "$work/m.bin" 8192 2>&1) || fail "$(one_line "$out")"
+    seq 0 16 8176 | awk '{ printf "%015d\n", $1 }' >/tmp/sf-mmap.expected
+    sf_drop_caches
+    size=$(stat -c %s "$work/m.bin")
+    [ "$size" -eq 8192 ] || fail "m.bin is $size bytes after the mapped write, expected 8192"
+    cmp -s /tmp/sf-mmap.expected "$work/m.bin" ||
+        fail "m.bin differs from the pattern written through the mapping: $(cmp /tmp/sf-mmap.expected "$work/m.bin" 2>&1 | head -n 1)"
+}
+
 # Item 37: a UTF-8 name is created, listed and read under the same bytes (the host test checks the name on
 # its side).
 step_sf_unicode() {
@@ -406,20 +423,66 @@ step_sf_symlink_outside() {
     return 0
 }
 
-# Item 38: four readers of one file at once all finish with the same checksum.
+# Item 38: four readers of one file at once all finish with the same checksum while guest-property traffic
+# runs beside them: a `guestproperty wait` stays parked on the host (and is woken afterwards with the right
+# value) and a loop keeps setting a property.
 step_sf_concurrent_reads() {
     sf_require_mount
+    command -v vboxcontrol >/dev/null || skip "vboxcontrol is not in the image"
     work=$(sf_workdir concurrent) || exit $?
     must dd if=/dev/urandom of="$work/data" bs=64k count=32 >/dev/null
     expected=$(md5sum "$work/data" | cut -d' ' -f1)
     sf_drop_caches
+    vboxcontrol --nologo guestproperty wait /E2E/SfWake --timeout 120000 >/tmp/sf-waiter.out 2>&1 &
+    waiter=$!
+    sf_wait_blocked "$waiter" || fail "the guest-property waiter never blocked: $(one_line "$(cat /tmp/sf-waiter.out)")"
+    (
+        i=0
+        while :; do
+            vboxcontrol --nologo guestproperty set /E2E/SfTraffic "$i" >/dev/null 2>&1 || exit 1
+            i=$((i + 1))
+            echo "$i" >/tmp/sf-setter.count
+        done
+    ) &
+    setter=$!
+    readers=""
     for reader in 1 2 3 4; do
         md5sum "$work/data" >"/tmp/sf-reader-$reader" 2>&1 &
+        readers="$readers $!"
     done
-    wait
+    for pid in $readers; do
+        wait "$pid"
+    done
+    kill "$setter" 2>/dev/null
+    wait "$setter" 2>/dev/null
+    sets=$(cat /tmp/sf-setter.count 2>/dev/null)
+    [ "${sets:-0}" -gt 0 ] || fail "no guest property was set while the readers ran"
     for reader in 1 2 3 4; do
         actual=$(cut -d' ' -f1 "/tmp/sf-reader-$reader")
         [ "$actual" = "$expected" ] || fail "reader $reader got '$(one_line "$actual")', expected $expected"
+    done
+    kill -0 "$waiter" 2>/dev/null || fail "the parked wait ended during the reads: $(one_line "$(cat /tmp/sf-waiter.out)")"
+    out=$(vboxcontrol --nologo guestproperty set /E2E/SfWake done 2>&1) || fail "set /E2E/SfWake: $(one_line "$out")"
+    wait "$waiter"
+    status=$?
+    out=$(cat /tmp/sf-waiter.out)
+    [ "$status" -eq 0 ] || fail "the parked wait exited $status: $(one_line "$out")"
+    printf '%s\n' "$out" | grep -qx 'Value: done' || fail "the parked wait reported '$(one_line "$out")'"
+    last=$(vboxcontrol --nologo guestproperty get /E2E/SfTraffic 2>&1)
+    case "$last" in
+    "Value: "[0-9]*) ;;
+    *) fail "get /E2E/SfTraffic after the loop printed '$(one_line "$last")'" ;;
+    esac
+    note "$sets guest-property sets and one parked wait beside four readers"
+}
+
+# Waits up to 10 s until process $1 sleeps (state S), i.e. is blocked in the driver; returns 1 otherwise.
+sf_wait_blocked() {
+    tries=0
+    until [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = S ]; do
+        tries=$((tries + 1))
+        [ "$tries" -le 100 ] || return 1
+        sleep 0.1
     done
 }
 
