@@ -52,7 +52,7 @@ mod state;
 
 pub use backend::{Backend, BackendError, MemoryBackend};
 pub use config::{Config, ConfigError};
-pub use content::{Content, Format};
+pub use content::{Content, ContentError, Format};
 pub use host::{ClipboardHost, HostError};
 pub use service::Clipboard;
 pub use vmmdev_protocol::services::clipboard::{

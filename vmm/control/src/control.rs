@@ -1,5 +1,6 @@
 //! The operations of the control endpoint, executed over the embedder API of [`Hgcm`]: host calls into
-//! the guest properties and shared folders services, and the guest properties' change notifications.
+//! the guest properties, shared folders and shared clipboard services (the clipboard's in
+//! [`crate::clipboard`]), and the guest properties' change notifications.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use vmmdev_svc_shared_folders::host::{
     remove_mapping_params,
 };
 
+use crate::clipboard;
 use crate::pattern;
 use crate::protocol::{MAX_WAIT, Request};
 
@@ -51,6 +53,9 @@ pub enum ControlError {
     /// A reply larger than this client accepts.
     #[error("the {0} reply exceeds {MAX_LIST_CAPACITY} bytes")]
     ReplyTooLarge(&'static str),
+    /// A clipboard operation failed.
+    #[error(transparent)]
+    Clipboard(#[from] crate::clipboard::ClipboardError),
 }
 
 /// A guest property.
@@ -473,6 +478,34 @@ impl Control {
                     })
                     .collect();
                 json!({"ok": true, "shares": shares})
+            }
+            Request::GetClipboard { format, timeout_ms } => {
+                let format = clipboard::parse_format(format.as_deref())?;
+                let timeout =
+                    timeout_ms.map_or(clipboard::DEFAULT_GET_TIMEOUT, Duration::from_millis);
+                clipboard::get_response(&clipboard::get(&self.hgcm, format, timeout)?)
+            }
+            Request::SetClipboard {
+                text,
+                text_path,
+                html,
+                html_path,
+                bitmap_base64,
+                bitmap_path,
+            } => {
+                let content = clipboard::content_of(&clipboard::Inputs {
+                    text: text.as_deref(),
+                    text_path: text_path.as_deref(),
+                    html: html.as_deref(),
+                    html_path: html_path.as_deref(),
+                    bitmap_base64: bitmap_base64.as_deref(),
+                    bitmap_path: bitmap_path.as_deref(),
+                })?;
+                clipboard::set(&self.hgcm, &content)?;
+                json!({"ok": true})
+            }
+            Request::ClipboardMode { mode } => {
+                clipboard::mode_request(&self.hgcm, mode.as_deref())?
             }
         })
     }

@@ -85,6 +85,45 @@ pub enum Request {
     /// Lists the shared folders.
     #[serde(rename = "sharedfolder.list")]
     ListShares,
+    /// Reads the clipboard: the guest's data if a guest owns it, else the host content.
+    #[serde(rename = "clipboard.get")]
+    GetClipboard {
+        /// `text` (default), `html` or `bitmap`.
+        #[serde(default)]
+        format: Option<String>,
+        /// Longest wait for the guest's answer in milliseconds.
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+    },
+    /// Replaces the host clipboard content; no field empties it.
+    #[serde(rename = "clipboard.set")]
+    SetClipboard {
+        /// Text (UTF-8).
+        #[serde(default)]
+        text: Option<String>,
+        /// A file holding the text.
+        #[serde(default)]
+        text_path: Option<String>,
+        /// HTML (UTF-8).
+        #[serde(default)]
+        html: Option<String>,
+        /// A file holding the HTML.
+        #[serde(default)]
+        html_path: Option<String>,
+        /// A BMP file, base64-encoded.
+        #[serde(default)]
+        bitmap_base64: Option<String>,
+        /// A BMP file.
+        #[serde(default)]
+        bitmap_path: Option<String>,
+    },
+    /// Reads, or sets and reads, the clipboard mode.
+    #[serde(rename = "clipboard.mode")]
+    ClipboardMode {
+        /// `off`, `host-to-guest`, `guest-to-host` or `bidirectional`; none only reads.
+        #[serde(default)]
+        mode: Option<String>,
+    },
 }
 
 /// A line that is not a request.

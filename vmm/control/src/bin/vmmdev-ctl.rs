@@ -1,6 +1,7 @@
 //! `vmmdev-ctl`: controls a running VMMDev binary through its `--control` socket, with the commands and
 //! output of `VBoxManage guestproperty` and `VBoxManage sharedfolder` (without the VM argument: the
-//! socket names the VM). Bad arguments exit with 2, failures with 1 after one line on stderr.
+//! socket names the VM), and `clipboard get|set|mode` for the shared clipboard. Bad arguments exit with 2,
+//! failures with 1 after one line on stderr.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -34,6 +35,40 @@ enum Command {
     /// Shared folders.
     #[command(subcommand)]
     Sharedfolder(ShareCommand),
+    /// The shared clipboard.
+    #[command(subcommand)]
+    Clipboard(ClipboardCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClipboardCommand {
+    /// Prints the clipboard: what the guest offers if it owns the clipboard, else the host content. A
+    /// bitmap is written as a BMP file; a clipboard without that format is an error.
+    Get {
+        /// The format.
+        #[arg(long, value_parser = ["text", "html", "bitmap"], default_value = "text")]
+        format: String,
+        /// Longest wait for the guest in milliseconds.
+        #[arg(long, value_name = "MS")]
+        timeout: Option<u64>,
+    },
+    /// Sets the host clipboard (announced to the guest) from VALUE, --file, or standard input.
+    Set {
+        /// The format.
+        #[arg(long, value_parser = ["text", "html", "bitmap"], default_value = "text")]
+        format: String,
+        /// The content (text or HTML).
+        value: Option<String>,
+        /// Reads the content from FILE (a BMP file for bitmaps).
+        #[arg(long, value_name = "FILE", conflicts_with = "value")]
+        file: Option<PathBuf>,
+    },
+    /// Prints the clipboard mode; with MODE, sets it first.
+    Mode {
+        /// The new mode.
+        #[arg(value_parser = ["off", "host-to-guest", "guest-to-host", "bidirectional"])]
+        mode: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,7 +158,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<(), String> {
-    let request = request_of(&cli.command);
+    let request = match &cli.command {
+        Command::Clipboard(ClipboardCommand::Set {
+            format,
+            value,
+            file,
+        }) => clipboard_set_request(format, value.as_deref(), file.as_deref())?,
+        command => request_of(command),
+    };
     let response = exchange(cli, &request)?;
     if response.get("ok") != Some(&Value::Bool(true)) {
         let error = response
@@ -174,7 +216,54 @@ fn request_of(command: &Command) -> Value {
             json!({"op": "sharedfolder.remove", "name": name})
         }
         Command::Sharedfolder(ShareCommand::List) => json!({"op": "sharedfolder.list"}),
+        Command::Clipboard(ClipboardCommand::Get { format, timeout }) => {
+            json!({"op": "clipboard.get", "format": format, "timeout_ms": timeout})
+        }
+        Command::Clipboard(ClipboardCommand::Set { .. }) => json!({"op": "clipboard.set"}),
+        Command::Clipboard(ClipboardCommand::Mode { mode }) => {
+            json!({"op": "clipboard.mode", "mode": mode})
+        }
     }
+}
+
+/// The `clipboard.set` request: a file travels as its absolute path, other content inline.
+fn clipboard_set_request(
+    format: &str,
+    value: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<Value, String> {
+    if let Some(file) = file {
+        let path = std::path::absolute(file)
+            .map_err(|e| format!("cannot resolve {}: {e}", file.display()))?;
+        return Ok(
+            json!({"op": "clipboard.set", format!("{format}_path"): path.to_string_lossy()}),
+        );
+    }
+    let bytes = match value {
+        Some(value) => value.as_bytes().to_vec(),
+        None => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
+            bytes
+        }
+    };
+    let request = if format == "bitmap" {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        json!({"op": "clipboard.set", "bitmap_base64": encoded})
+    } else {
+        let text = String::from_utf8(bytes).map_err(|_| format!("the {format} is not UTF-8"))?;
+        json!({"op": "clipboard.set", format: text})
+    };
+    let len = serde_json::to_vec(&request).map_or(0, |line| line.len());
+    if len > vmmdev_control::MAX_REQUEST_LEN {
+        return Err(format!(
+            "the content is too large for one request ({len} bytes); pass it with --file"
+        ));
+    }
+    Ok(request)
 }
 
 fn exchange(cli: &Cli, request: &Value) -> Result<Value, String> {
@@ -275,6 +364,24 @@ fn print_response(command: &Command, response: &Value) -> Result<(), String> {
                     .iter()
                     .try_for_each(|s| writeln!(out, "{}", share_line(s)))
             }
+        }
+        Command::Clipboard(ClipboardCommand::Get { format, .. }) => {
+            if response.get("empty") == Some(&Value::Bool(true)) {
+                return Err(format!("the clipboard holds no {format}"));
+            }
+            match format.as_str() {
+                "bitmap" => {
+                    use base64::Engine;
+                    let bmp = base64::engine::general_purpose::STANDARD
+                        .decode(field(response, "bitmap_base64"))
+                        .map_err(|_| "malformed bitmap in the response".to_owned())?;
+                    out.write_all(&bmp)
+                }
+                name => out.write_all(field(response, name).as_bytes()),
+            }
+        }
+        Command::Clipboard(ClipboardCommand::Mode { .. }) => {
+            writeln!(out, "{}", field(response, "mode"))
         }
         _ => Ok(()),
     };
