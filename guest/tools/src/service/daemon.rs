@@ -123,7 +123,10 @@ pub fn daemonize() -> Result<(), DaemonError> {
         .open("/dev/null")
         .map_err(system("opening /dev/null"))?;
     let log = match OpenOptions::new().write(true).open("/dev/kmsg") {
-        Ok(file) => file,
+        Ok(file) => {
+            super::logger::to_kernel_log();
+            file
+        }
         Err(_) => null.try_clone().map_err(system("opening /dev/null"))?,
     };
     for (from, to) in [(&null, 0), (&log, 1), (&log, 2)] {
