@@ -23,6 +23,9 @@ export VMMDEV_QEMU VMMDEV_KERNEL VMMDEV_BZIMAGE VMMDEV_INITRD_DIR
 # The vfio-user device server the boot tests serve the device with.
 cargo build -p vmmdev-vfio-user --bin vmmdev-vfio-user
 export VMMDEV_VFIO_USER_SERVER="$target_dir/debug/vmmdev-vfio-user"
+# The host's control CLI, which the boot test runs against the server's --control socket.
+cargo build -p vmmdev-control --bin vmmdev-ctl
+export VMMDEV_CTL="$target_dir/debug/vmmdev-ctl"
 
 # The KVM monitor's boot test: where /dev/kvm is usable. On hosts whose KVM emulates guest kernel code (no
 # vmx/svm flag) it boots the lean kernel (built once, cached by configuration) with an uncompressed image

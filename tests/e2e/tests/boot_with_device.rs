@@ -37,6 +37,12 @@ const SERVICE_STEPS: &[&str] = &[
     "guestprop-wait-timeout",
     "guestprop-wait-kill",
     "guestprop-wait-many",
+    "guestprop-host-wait",
+    "guestprop-host-wait-cli",
+    "guestprop-wait-host-set",
+    "guestprop-rdonlyguest",
+    "guestprop-user-policy",
+    "guestprop-get-rtt",
     "demo-mount",
     "sf-mount-unknown",
     "sf-list",
@@ -68,6 +74,18 @@ const SERVICE_STEPS: &[&str] = &[
 
 /// The guest property the host sets before boot, as the `guestprop-from-host` step expects it.
 const HOST_PROPERTY: &str = "/Test/FromHost=hello-from-host";
+
+/// The guest-property policy `guestprop-user-policy` checks: a prefix hidden from users and one read-only
+/// for them.
+const PROPERTY_POLICY: &[&str] = &[
+    "user:none:/Test/Policy/Hidden/",
+    "user:ro:/Test/Policy/UserRo/",
+];
+/// The property the host sets before boot in each of the [`PROPERTY_POLICY`] prefixes.
+const POLICY_PROPERTIES: &[&str] = &[
+    "/Test/Policy/Hidden/Key=hidden",
+    "/Test/Policy/UserRo/Key=user-ro",
+];
 
 /// The share the host offers and `demo-mount` mounts.
 const SHARE: &str = "e2e";
@@ -251,6 +269,16 @@ fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
         "--share".into(),
         format!("{NO_LINKS_SHARE}={}", no_links_dir.display()).into(),
     ]);
+    for rule in PROPERTY_POLICY {
+        device
+            .args
+            .extend(["--guest-property-policy".into(), rule.into()]);
+    }
+    for property in POLICY_PROPERTIES {
+        device
+            .args
+            .extend(["--guest-property".into(), property.into()]);
+    }
     let expected = Expectations::new().pass(DEVICE_STEPS).pass(SERVICE_STEPS);
     let mut spec = BootSpec::test(&artifacts.kernel, &artifacts.initrd, &expected.step_names())
         .with_device(device);

@@ -2,10 +2,17 @@
 # project's VBoxControl, against the host's VBoxGuestPropSvc through /dev/vboxuser.
 #
 # The host must serve the guest properties service (built in unless --no-default-services) and set
-# /Test/FromHost=hello-from-host before the guest boots (--guest-property).
+# /Test/FromHost=hello-from-host before the guest boots (--guest-property). The steps from
+# guestprop-host-wait on ask the host test for help while they run (host_do, verbs of
+# vmmdev_e2e::host_side::guestprops); guestprop-user-policy needs the host's policy rules
+# (POLICY_* below), and the guestprop-persist-* steps belong to the restart test
+# (tests/e2e/tests/guestprop_restart.rs), which boots twice on one property store.
 
 register_steps guestprop-set-get guestprop-from-host guestprop-enumerate guestprop-wait \
-    guestprop-wait-signal guestprop-wait-timeout guestprop-wait-kill guestprop-wait-many
+    guestprop-wait-signal guestprop-wait-timeout guestprop-wait-kill guestprop-wait-many \
+    guestprop-host-wait guestprop-host-wait-cli guestprop-wait-host-set guestprop-rdonlyguest \
+    guestprop-user-policy guestprop-get-rtt guestprop-persist-set guestprop-persist-kill \
+    guestprop-persist-check
 
 VBOXCONTROL=vboxcontrol
 
@@ -250,4 +257,204 @@ step_guestprop_wait_many() {
     [ "$failed" -eq 0 ] && [ "$woken" -eq "$MANY_WAITERS" ] ||
         fail "$woken of $MANY_WAITERS waiters saw the change, $failed failed: $(one_line "$(cat /tmp/guestprop-many/* | grep -v -x -e 'Name: /Test/Many' -e 'Value: go' -e 'Flags: ' -e 'Timestamp: .*' | head -n 3)")"
     note "all $MANY_WAITERS waiters woke within $(awk -v a="$started" -v b="$ended" 'BEGIN { printf "%.2f", b - a }') s"
+}
+
+# Item 6, "guest sets, host wait returns it": the host starts a wait on its control endpoint, the guest
+# sets a matching property, and the host's wait reports exactly that change.
+step_guestprop_host_wait() {
+    require_vboxcontrol
+    answer=$(host_do gp-wait-begin '/Test/Guest*') || fail "gp-wait-begin: $answer"
+    must_set /Test/GuestSet "from-guest-$$"
+    answer=$(host_do gp-wait-end) || fail "the host's wait: $answer"
+    [ "$answer" = "/Test/GuestSet=from-guest-$$" ] ||
+        fail "the host's wait saw '$answer', expected '/Test/GuestSet=from-guest-$$'"
+}
+
+# The same through the host's command line: `vmmdev-ctl guestproperty wait` against the running VM
+# prints the guest's change as `VBoxManage guestproperty wait` does.
+step_guestprop_host_wait_cli() {
+    require_vboxcontrol
+    answer=$(host_do gp-ctl-wait-begin '/Test/Cli*') || fail "gp-ctl-wait-begin: $answer"
+    must_set /Test/CliSet "cli-$$"
+    answer=$(host_do gp-ctl-wait-end) || fail "vmmdev-ctl guestproperty wait: $answer"
+    case "$answer" in
+    "Name: /Test/CliSet, value: cli-$$, flags:"*) ;;
+    *) fail "vmmdev-ctl guestproperty wait printed '$answer'" ;;
+    esac
+}
+
+# Item 6, "guest waits on a pattern, host sets, guest wakes": a blocked `vboxcontrol guestproperty wait`
+# returns the value the host set through its control endpoint.
+step_guestprop_wait_host_set() {
+    require_vboxcontrol
+    after=$(baseline)
+    [ -n "$after" ] || fail "no baseline timestamp"
+    "$VBOXCONTROL" --nologo guestproperty wait '/Test/HostSet*' --timestamp "$after" --timeout 30000 \
+        >/tmp/guestprop-host-set.out 2>&1 &
+    waiter=$!
+    wait_sleeping "$waiter" || fail "the waiter never blocked"
+    kill -0 "$waiter" 2>/dev/null ||
+        fail "the wait returned before the host set anything: $(one_line "$(cat /tmp/guestprop-host-set.out)")"
+    answer=$(host_do gp-set /Test/HostSet/Value "host-$$") || fail "gp-set: $answer"
+    wait "$waiter"
+    status=$?
+    out=$(cat /tmp/guestprop-host-set.out)
+    [ "$status" -eq 0 ] || fail "wait exited $status: $(one_line "$out")"
+    printf '%s\n' "$out" | grep -qx 'Name: /Test/HostSet/Value' || fail "wrong change: $(one_line "$out")"
+    printf '%s\n' "$out" | grep -qx "Value: host-$$" || fail "wrong value: $(one_line "$out")"
+}
+
+# Item 6, "RDONLYGUEST denies the guest's write": the host sets a property RDONLYGUEST; the guest reads
+# it, and its set and delete fail as VBoxControl's do (exit 1, "Failed to ... the property value")
+# while the value stays the host's.
+step_guestprop_rdonlyguest() {
+    require_vboxcontrol
+    answer=$(host_do gp-set /Test/HostOnly host-value RDONLYGUEST) || fail "gp-set: $answer"
+    out=$(prop get /Test/HostOnly --verbose) || fail "get /Test/HostOnly: $(one_line "$out")"
+    printf '%s\n' "$out" | grep -qx 'Flags: RDONLYGUEST' || fail "flags not shown: $(one_line "$out")"
+    out=$(prop set /Test/HostOnly guest-value)
+    status=$?
+    [ "$status" -eq 1 ] || fail "the guest's set of a RDONLYGUEST property exited $status: $(one_line "$out")"
+    printf '%s\n' "$out" | grep -q 'Failed to store the property value.*access denied' ||
+        fail "the refused set printed: $(one_line "$out")"
+    out=$(prop delete /Test/HostOnly)
+    status=$?
+    [ "$status" -eq 1 ] || fail "the guest's delete of a RDONLYGUEST property exited $status: $(one_line "$out")"
+    printf '%s\n' "$out" | grep -q 'Failed to delete the property value.*access denied' ||
+        fail "the refused delete printed: $(one_line "$out")"
+    expect_value /Test/HostOnly host-value
+}
+
+# The prefixes the host's policy (--guest-property-policy) closes to users (user:none:) and makes read-only
+# for them (user:ro:), and the property the host sets in each before boot.
+POLICY_HIDDEN=/Test/Policy/Hidden/
+POLICY_READ_ONLY=/Test/Policy/UserRo/
+
+# Runs vboxcontrol as the unprivileged user nobody (uid 65534); it can reach only /dev/vboxuser.
+prop_as_nobody() {
+    su -s /bin/sh nobody -c "$VBOXCONTROL --nologo guestproperty $*" 2>&1
+}
+
+# Item 6, "/dev/vboxuser obeys the policy": the driver marks calls from an unprivileged process as a
+# user's, and the host's rules hide one prefix from users and make another read-only for them; root
+# through /dev/vboxguest keeps full access to both, and users keep it elsewhere.
+step_guestprop_user_policy() {
+    require_vboxcontrol
+    command -v su >/dev/null || skip "su is not in the image"
+    grep -q '^nobody:' /etc/passwd || echo 'nobody:x:65534:65534:nobody:/:/bin/sh' >>/etc/passwd
+    grep -q '^nogroup:' /etc/group 2>/dev/null || echo 'nogroup:x:65534:' >>/etc/group
+    uid=$(su -s /bin/sh nobody -c 'id -u' 2>&1)
+    [ "$uid" = 65534 ] || fail "su nobody runs as '$uid'"
+    # The driver sets no mode (devtmpfs makes the node 0600); a distribution's udev rule, like the one
+    # VirtualBox installs, opens /dev/vboxuser to everyone. This image has no udev, so do what the rule does.
+    chmod 0666 /dev/vboxuser || fail "cannot open /dev/vboxuser to users"
+
+    # A hidden property looks missing to a user, and a user cannot create one there.
+    out=$(prop_as_nobody get "${POLICY_HIDDEN}Key")
+    status=$?
+    [ "$status" -eq 1 ] && [ "$out" = "No value set!" ] ||
+        fail "a user's get of a hidden property exited $status: $(one_line "$out")"
+    out=$(prop_as_nobody set "${POLICY_HIDDEN}New" x)
+    status=$?
+    [ "$status" -eq 1 ] && printf '%s\n' "$out" | grep -q 'access denied' ||
+        fail "a user's set of a hidden property exited $status: $(one_line "$out")"
+    out=$(prop_as_nobody enumerate --patterns "'${POLICY_HIDDEN}*'")
+    printf '%s\n' "$out" | grep -q "^Name: ${POLICY_HIDDEN}" && fail "a user's enumerate lists hidden properties: $(one_line "$out")"
+
+    # A read-only prefix reads but refuses writes.
+    out=$(prop_as_nobody get "${POLICY_READ_ONLY}Key")
+    [ "$out" = "Value: user-ro" ] || fail "a user's get of a read-only property printed '$(one_line "$out")'"
+    out=$(prop_as_nobody set "${POLICY_READ_ONLY}Key" changed)
+    status=$?
+    [ "$status" -eq 1 ] && printf '%s\n' "$out" | grep -q 'access denied' ||
+        fail "a user's set of a read-only property exited $status: $(one_line "$out")"
+
+    # Elsewhere a user reads and writes as VirtualBox allows.
+    out=$(prop_as_nobody set /Test/Policy/Open/Key "user-$$") || fail "a user's set elsewhere: $(one_line "$out")"
+    out=$(prop_as_nobody get /Test/Policy/Open/Key)
+    [ "$out" = "Value: user-$$" ] || fail "a user's get elsewhere printed '$(one_line "$out")'"
+
+    # Root through /dev/vboxguest: everything, and the values the user could not touch are unchanged.
+    out=$("$VBOXCONTROL" --nologo --device /dev/vboxguest guestproperty get "${POLICY_HIDDEN}Key" 2>&1)
+    [ "$out" = "Value: hidden" ] || fail "root's get of the hidden property printed '$(one_line "$out")'"
+    out=$("$VBOXCONTROL" --nologo --device /dev/vboxguest guestproperty get "${POLICY_READ_ONLY}Key" 2>&1)
+    [ "$out" = "Value: user-ro" ] || fail "the read-only property changed: '$(one_line "$out")'"
+    out=$("$VBOXCONTROL" --nologo --device /dev/vboxguest guestproperty set "${POLICY_HIDDEN}Root" "root-$$" 2>&1) ||
+        fail "root's set of a hidden property: $(one_line "$out")"
+    out=$("$VBOXCONTROL" --nologo --device /dev/vboxguest guestproperty get "${POLICY_HIDDEN}Root" 2>&1)
+    [ "$out" = "Value: root-$$" ] || fail "root's get after its set printed '$(one_line "$out")'"
+}
+
+# How many round trips guestprop-get-rtt times for each call.
+RTT_CALLS=1000
+
+# Item 7: the round trip of a guest-property GET from a guest user program next to the echo service's null
+# call, measured the same way (one connection, calls in sequence), with the interrupts each one took.
+step_guestprop_get_rtt() {
+    require_vboxcontrol
+    command -v vboxctl-test >/dev/null || skip "vboxctl-test is not in the image"
+    irqs=$(vboxguest_interrupts)
+    null=$(vboxctl-test null-calls "$RTT_CALLS" 2>&1) || fail "null-calls: $(one_line "$null")"
+    irqs_null=$(($(vboxguest_interrupts) - irqs))
+    irqs=$(vboxguest_interrupts)
+    gets=$(vboxctl-test prop-gets "$RTT_CALLS" "$HOST_PROPERTY" 2>&1) || fail "prop-gets: $(one_line "$gets")"
+    irqs_get=$(($(vboxguest_interrupts) - irqs))
+    null_us=$(printf '%s\n' "$null" | sed -n 's/.*, \([0-9.]*\) us per call$/\1/p')
+    get_us=$(printf '%s\n' "$gets" | sed -n 's/.*, \([0-9.]*\) us per call$/\1/p')
+    [ -n "$null_us" ] && [ -n "$get_us" ] || fail "unexpected output: $(one_line "$null $gets")"
+    note "$RTT_CALLS GETs of $HOST_PROPERTY: $get_us us per call, $(awk -v n="$irqs_get" -v c="$RTT_CALLS" 'BEGIN { printf "%.2f", n / c }') interrupts per call"
+    note "$RTT_CALLS echo null calls: $null_us us per call, $(awk -v n="$irqs_null" -v c="$RTT_CALLS" 'BEGIN { printf "%.2f", n / c }') interrupts per call"
+    note "GET / null call: $(awk -v a="$get_us" -v b="$null_us" 'BEGIN { printf "%.2f", a / b }')"
+}
+
+# The restart check's properties: one kept across a restart of the VMM, one TRANSIENT that is not.
+PERSIST_KEPT=/Test/Persist/Kept
+PERSIST_TRANSIENT=/Test/Persist/Transient
+
+# The value the restart test chose for this run (kernel parameter vmmdev.gp_token).
+persist_token() {
+    sed -n 's/.*vmmdev\.gp_token=\([^ ]*\).*/\1/p' /proc/cmdline
+}
+
+# Item 6, "a property survives a monitor restart", first boot: the guest writes a persistent and a
+# TRANSIENT property and sees both succeed.
+step_guestprop_persist_set() {
+    require_vboxcontrol
+    token=$(persist_token)
+    [ -n "$token" ] || skip "no vmmdev.gp_token on the kernel command line (the restart test sets it)"
+    must_set "$PERSIST_KEPT" "$token"
+    must_set "$PERSIST_TRANSIENT" "$token" --flags TRANSIENT
+    expect_value "$PERSIST_KEPT" "$token"
+    note "wrote $PERSIST_KEPT=$token"
+}
+
+# First boot, after guestprop-persist-set: asks the host to kill the VMM with SIGKILL, then waits until the
+# device stops answering, so the kill happens while the VM runs. The host's answer can never come back
+# (the control endpoint dies with the process), so the request is made without host_do's wait. The probe
+# is GET_HOST_VERSION, which the driver performs synchronously: against a dead device it fails at once,
+# where an HGCM call would wait for a completion that never comes.
+step_guestprop_persist_kill() {
+    require_vboxcontrol
+    command -v vboxctl-test >/dev/null || skip "vboxctl-test is not in the image"
+    # TRANSIENT: the request must not be in the store the next VMM loads, or its agent would obey it again.
+    out=$(prop set /E2E/Request "$(head -c 8 /proc/sys/kernel/random/uuid) gp-kill-vmm" --flags TRANSIENT) ||
+        fail "cannot ask the host: $(one_line "$out")"
+    tries=0
+    while out=$(timeout -s KILL 10 vboxctl-test vmmreq-hostver user 2>&1); do
+        tries=$((tries + 1))
+        [ "$tries" -le 150 ] || fail "the device still answers 30 s after the kill request: $(one_line "$out")"
+        sleep 0.2
+    done
+    note "the device stopped answering: $(one_line "$out")"
+}
+
+# Second boot, on the same property store with a fresh VMM: the persistent property is back with the
+# first boot's value, the TRANSIENT one is gone.
+step_guestprop_persist_check() {
+    require_vboxcontrol
+    token=$(persist_token)
+    [ -n "$token" ] || skip "no vmmdev.gp_token on the kernel command line (the restart test sets it)"
+    expect_value "$PERSIST_KEPT" "$token"
+    expect_missing "$PERSIST_TRANSIENT"
+    note "read $PERSIST_KEPT=$token after the restart"
 }
