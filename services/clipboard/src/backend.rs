@@ -8,7 +8,9 @@
 //! Backends are called on the service thread, so they must answer promptly: a backend never
 //! waits for the guest, and a desktop backend bounds its own waits on the display server.
 
-use crate::content::Content;
+use vmmdev_protocol::services::clipboard::Formats;
+
+use crate::content::{Content, Format};
 
 /// A backend failure.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,16 @@ pub trait Backend: Send + std::fmt::Debug {
 
     /// Replaces the content.
     fn store(&mut self, content: &Content) -> Result<(), BackendError>;
+
+    /// The formats the content holds.
+    fn formats(&mut self) -> Result<Formats, BackendError> {
+        Ok(self.load()?.formats())
+    }
+
+    /// The host bytes of one format, if present.
+    fn read(&mut self, format: Format) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(self.load()?.host_bytes(format).map(<[u8]>::to_vec))
+    }
 }
 
 /// The headless host clipboard: content held in memory.
@@ -41,6 +53,14 @@ impl Backend for MemoryBackend {
     fn store(&mut self, content: &Content) -> Result<(), BackendError> {
         self.content = content.clone();
         Ok(())
+    }
+
+    fn formats(&mut self) -> Result<Formats, BackendError> {
+        Ok(self.content.formats())
+    }
+
+    fn read(&mut self, format: Format) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(self.content.host_bytes(format).map(<[u8]>::to_vec))
     }
 }
 

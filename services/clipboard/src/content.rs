@@ -88,14 +88,19 @@ impl Content {
 
     /// The wire encoding of one format, if present.
     pub fn wire_bytes(&self, format: Format) -> Result<Option<Vec<u8>>, ConvertError> {
-        Ok(match format {
-            Format::Text => self.text.as_deref().map(convert::text_to_wire),
-            Format::Html => self.html.as_deref().map(convert::html_to_wire),
-            Format::Bitmap => match self.bitmap.as_deref() {
-                Some(bmp) => Some(convert::bmp_to_dib(bmp)?.to_vec()),
-                None => None,
-            },
-        })
+        match self.host_bytes(format) {
+            Some(bytes) => wire_of(format, bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The length of one format's wire encoding, without converting it (bitmaps: the DIB).
+    pub fn wire_len(&self, format: Format) -> Option<usize> {
+        match format {
+            Format::Text => self.text.as_deref().map(convert::text_wire_len),
+            Format::Html => self.html.as_ref().map(|h| h.len() + 1),
+            Format::Bitmap => self.bitmap.as_ref().map(|b| b.len().saturating_sub(14)),
+        }
     }
 
     /// Stores one format from host bytes; text and HTML must be UTF-8, bitmaps a BMP file.
@@ -129,6 +134,16 @@ impl Content {
     pub fn is_empty(&self) -> bool {
         self.formats().is_empty()
     }
+}
+
+/// The wire encoding of one format's host bytes (text and HTML that are not UTF-8 are converted
+/// with replacement characters; [`Content`] only holds UTF-8).
+pub fn wire_of(format: Format, host: &[u8]) -> Result<Vec<u8>, ConvertError> {
+    Ok(match format {
+        Format::Text => convert::text_to_wire(&String::from_utf8_lossy(host)),
+        Format::Html => convert::html_to_wire(&String::from_utf8_lossy(host)),
+        Format::Bitmap => convert::bmp_to_dib(host)?.to_vec(),
+    })
 }
 
 /// Host data the content refuses.

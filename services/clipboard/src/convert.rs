@@ -48,6 +48,20 @@ pub fn text_to_wire(text: &str) -> Vec<u8> {
     wire
 }
 
+/// The length of [`text_to_wire`]'s result, computed without converting.
+pub fn text_wire_len(text: &str) -> usize {
+    let mut units = 1;
+    let mut previous = '\0';
+    for c in text.chars() {
+        if c == '\n' && previous != '\r' {
+            units += 1;
+        }
+        units += c.len_utf16();
+        previous = c;
+    }
+    units * 2
+}
+
 /// Wire text to the host: skips a little-endian BOM, stops at the first NUL unit (an odd
 /// trailing byte is ignored), CRLF becomes LF, unpaired surrogates become U+FFFD.
 pub fn text_from_wire(wire: &[u8]) -> Result<String, ConvertError> {
@@ -180,6 +194,13 @@ pub(crate) mod tests {
         assert_eq!(text_to_wire("a\nb"), utf16("a\r\nb\0"));
         assert_eq!(text_to_wire("a\r\nb"), utf16("a\r\nb\0"));
         assert_eq!(text_to_wire(""), vec![0, 0]);
+    }
+
+    #[test]
+    fn wire_length_is_known_without_converting() {
+        for text in ["", "a\nb", "a\r\nb\n", "Grüße 🦀\n\n"] {
+            assert_eq!(text_wire_len(text), text_to_wire(text).len(), "{text:?}");
+        }
     }
 
     #[test]

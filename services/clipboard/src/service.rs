@@ -277,8 +277,8 @@ impl Clipboard {
     }
 
     fn host_formats(&mut self) -> Formats {
-        match self.backend.load() {
-            Ok(content) => content.formats(),
+        match self.backend.formats() {
+            Ok(formats) => formats,
             Err(e) => {
                 self.host.log(
                     log::Level::Warn,
@@ -589,7 +589,10 @@ impl Clipboard {
             return Err(CallError::Mode);
         }
         let format = Format::from_single(format).ok_or(CallError::Invalid)?;
-        let wire = self.backend.load()?.wire_bytes(format)?.unwrap_or_default();
+        let wire = match self.backend.read(format)? {
+            Some(host) => content::wire_of(format, &host)?,
+            None => Vec::new(),
+        };
         let cut = write_out(params, buffer, size, &wire)?;
         Ok(if cut {
             Status::VINF_BUFFER_OVERFLOW
@@ -724,13 +727,12 @@ impl Clipboard {
                 content.set_host_bytes(format, copy_in(buffer, self.max_data)?)?;
             }
         }
-        if let Some(format) = Format::ALL
+        if let Some(len) = Format::ALL
             .into_iter()
-            .find(|f| content.wire_bytes(*f).ok().flatten().map_or(0, |w| w.len()) > self.max_data)
+            .filter_map(|f| content.wire_len(f))
+            .find(|len| *len > self.max_data)
         {
-            return Err(CallError::TooMuchData(
-                content.host_bytes(format).map_or(0, <[u8]>::len),
-            ));
+            return Err(CallError::TooMuchData(len));
         }
         self.backend.store(&content)?;
         self.owner = if content.is_empty() {
@@ -841,13 +843,12 @@ impl Clipboard {
         let format = Format::from_single(u32_at(params, 0)?).ok_or(CallError::Invalid)?;
         let capacity = out_buffer_at(params, 1)?.len();
         u32_at(params, 2)?;
-        let content = self.backend.load()?;
-        let data = content.host_bytes(format).unwrap_or_default();
+        let data = self.backend.read(format)?.unwrap_or_default();
         if data.len() > capacity {
             set_u32(params, 2, u32::try_from(data.len()).unwrap_or(u32::MAX))?;
             return Ok(Status::VERR_BUFFER_OVERFLOW);
         }
-        write_out(params, 1, 2, data)?;
+        write_out(params, 1, 2, &data)?;
         Ok(Status::VINF_SUCCESS)
     }
 
