@@ -139,9 +139,13 @@ impl Content {
 /// The wire encoding of one format's host bytes (text and HTML that are not UTF-8 are converted
 /// with replacement characters; [`Content`] only holds UTF-8).
 pub fn wire_of(format: Format, host: &[u8]) -> Result<Vec<u8>, ConvertError> {
+    let text = || match std::str::from_utf8(host) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(host),
+    };
     Ok(match format {
-        Format::Text => convert::text_to_wire(&String::from_utf8_lossy(host)),
-        Format::Html => convert::html_to_wire(&String::from_utf8_lossy(host)),
+        Format::Text => convert::text_to_wire(&text()),
+        Format::Html => convert::html_to_wire(&text()),
         Format::Bitmap => convert::bmp_to_dib(host)?.to_vec(),
     })
 }

@@ -35,29 +35,61 @@ const BI_ALPHABITFIELDS: u32 = 6;
 
 /// Host text to the wire: LF becomes CRLF (an existing CRLF stays one), UTF-16LE, a NUL unit.
 pub fn text_to_wire(text: &str) -> Vec<u8> {
-    let mut wire = Vec::with_capacity(text.len().saturating_mul(2).saturating_add(2));
-    let mut previous = 0u16;
-    for unit in text.encode_utf16() {
-        if unit == u16::from(b'\n') && previous != u16::from(b'\r') {
-            wire.extend_from_slice(&u16::from(b'\r').to_le_bytes());
+    let mut wire = vec![0u8; text_wire_len(text)];
+    // The vector is zeroed, so an ASCII character only needs its low byte written; the sizes
+    // come from `text_wire_len`, so the slots always exist (`get_mut` keeps that unchecked).
+    let mut at = 0;
+    let mut put = |unit: u16| {
+        if let Some(slot) = wire.get_mut(at..at + 2) {
+            slot.copy_from_slice(&unit.to_le_bytes());
         }
-        wire.extend_from_slice(&unit.to_le_bytes());
-        previous = unit;
+        at += 2;
+    };
+    let mut after_cr = false;
+    let mut rest = text;
+    // ASCII runs (most text) take a byte loop; other runs go through the UTF-16 encoder. Both
+    // split points are character boundaries: ASCII bytes never occur inside a multi-byte one.
+    while !rest.is_empty() {
+        let ascii = rest
+            .bytes()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(rest.len());
+        let Some((run, tail)) = rest.split_at_checked(ascii) else {
+            break;
+        };
+        for &byte in run.as_bytes() {
+            if byte == b'\n' && !after_cr {
+                put(u16::from(b'\r'));
+            }
+            put(u16::from(byte));
+            after_cr = byte == b'\r';
+        }
+        let other = tail
+            .bytes()
+            .position(|b| b.is_ascii())
+            .unwrap_or(tail.len());
+        let Some((run, tail)) = tail.split_at_checked(other) else {
+            break;
+        };
+        for unit in run.encode_utf16() {
+            put(unit);
+            after_cr = false;
+        }
+        rest = tail;
     }
-    wire.extend_from_slice(&[0, 0]);
     wire
 }
 
 /// The length of [`text_to_wire`]'s result, computed without converting.
 pub fn text_wire_len(text: &str) -> usize {
+    // One UTF-16 unit per character, two for the four-byte ones, one more per bare LF.
     let mut units = 1;
-    let mut previous = '\0';
-    for c in text.chars() {
-        if c == '\n' && previous != '\r' {
-            units += 1;
-        }
-        units += c.len_utf16();
-        previous = c;
+    let mut previous = 0u8;
+    for &byte in text.as_bytes() {
+        units += usize::from(byte & 0xC0 != 0x80)
+            + usize::from(byte >= 0xF0)
+            + usize::from(byte == b'\n' && previous != b'\r');
+        previous = byte;
     }
     units * 2
 }
@@ -70,13 +102,25 @@ pub fn text_from_wire(wire: &[u8]) -> Result<String, ConvertError> {
         Some(bom) if bom == UTF16_BOM_LE => wire.get(2..).unwrap_or_default(),
         _ => wire,
     };
-    let units: Vec<u16> = body
+    let units = body
         .chunks_exact(2)
         .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
-        .take_while(|&unit| unit != 0)
-        .collect();
-    let text = String::from_utf16_lossy(&units);
-    Ok(text.replace("\r\n", "\n"))
+        .take_while(|&unit| unit != 0);
+    let mut text = String::with_capacity(body.len() / 2);
+    let mut held_cr = false;
+    for c in char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)) {
+        if held_cr && c != '\n' {
+            text.push('\r');
+        }
+        held_cr = c == '\r';
+        if !held_cr {
+            text.push(c);
+        }
+    }
+    if held_cr {
+        text.push('\r');
+    }
+    Ok(text)
 }
 
 /// Host HTML to the wire: its bytes and a NUL.
@@ -214,6 +258,15 @@ pub(crate) mod tests {
         let mut wire = vec![0xFF, 0xFE];
         wire.extend(utf16("hi\r\n\0ignored"));
         assert_eq!(text_from_wire(&wire), Ok("hi\n".to_owned()));
+    }
+
+    #[test]
+    fn lone_carriage_returns_survive_and_crlf_becomes_lf() {
+        assert_eq!(
+            text_from_wire(&utf16("a\rb\r\nc\r")),
+            Ok("a\rb\nc\r".to_owned())
+        );
+        assert_eq!(text_to_wire("a\rb"), utf16("a\rb\0"));
     }
 
     #[test]
