@@ -70,6 +70,12 @@ const SERVICE_STEPS: &[&str] = &[
     "sf-irq-quiet",
     "sf-host-change",
     "sf-reprobe",
+    "guestd-start",
+    "guestd-guest-info",
+    "guestd-automount",
+    "guestd-runtime-add",
+    "guestd-runtime-remove",
+    "guestd-stop",
 ];
 
 /// The guest property the host sets before boot, as the `guestprop-from-host` step expects it.
@@ -255,6 +261,7 @@ fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
         "isa-debugcon,iobase=0x504,chardev=backdoor".to_owned(),
     ]);
     let (share_dir, read_only_dir, no_links_dir) = prepare_shares(&dir).unwrap();
+    let auto_share_dir = host_side::guestd::prepare_auto_share(&dir).unwrap();
     let control_socket = control_socket_path(&dir);
     let mut device = DeviceServer::new(server);
     device.args.extend([
@@ -279,6 +286,10 @@ fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
             .args
             .extend(["--guest-property".into(), property.into()]);
     }
+    device.args.extend([
+        "--share".into(),
+        host_side::guestd::auto_share_argument(&auto_share_dir).into(),
+    ]);
     let expected = Expectations::new().pass(DEVICE_STEPS).pass(SERVICE_STEPS);
     let mut spec = BootSpec::test(&artifacts.kernel, &artifacts.initrd, &expected.step_names())
         .with_device(device);
