@@ -11,8 +11,8 @@
 register_steps guestprop-set-get guestprop-from-host guestprop-enumerate guestprop-wait \
     guestprop-wait-signal guestprop-wait-timeout guestprop-wait-kill guestprop-wait-many \
     guestprop-host-wait guestprop-host-wait-cli guestprop-wait-host-set guestprop-rdonlyguest \
-    guestprop-user-policy guestprop-get-rtt guestprop-persist-set guestprop-persist-kill \
-    guestprop-persist-check
+    guestprop-user-policy guestprop-get-rtt guestprop-get-calls guestprop-persist-set \
+    guestprop-persist-kill guestprop-persist-check
 
 VBOXCONTROL=vboxcontrol
 
@@ -405,6 +405,17 @@ step_guestprop_get_rtt() {
     note "$RTT_CALLS GETs of $HOST_PROPERTY: $get_us us per call, $(awk -v n="$irqs_get" -v c="$RTT_CALLS" 'BEGIN { printf "%.2f", n / c }') interrupts per call"
     note "$RTT_CALLS echo null calls: $null_us us per call, $(awk -v n="$irqs_null" -v c="$RTT_CALLS" 'BEGIN { printf "%.2f", n / c }') interrupts per call"
     note "GET / null call: $(awk -v a="$get_us" -v b="$null_us" 'BEGIN { printf "%.2f", a / b }')"
+}
+
+# GETs alone, for the vfio-user messages per GET: docs/PERFORMANCE.md subtracts the server's counts of a
+# boot with only vboxguest-probe from those of a boot with this step (as hgcm-null-calls for the null call).
+step_guestprop_get_calls() {
+    require_vboxcontrol
+    command -v vboxctl-test >/dev/null || skip "vboxctl-test is not in the image"
+    irqs=$(vboxguest_interrupts)
+    gets=$(vboxctl-test prop-gets "$RTT_CALLS" "$HOST_PROPERTY" 2>&1) || fail "prop-gets: $(one_line "$gets")"
+    irqs=$(($(vboxguest_interrupts) - irqs))
+    note "$(one_line "$gets"), $irqs interrupts"
 }
 
 # The restart check's properties: one kept across a restart of the VMM, one TRANSIENT that is not.
