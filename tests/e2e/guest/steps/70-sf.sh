@@ -20,7 +20,7 @@
 register_steps sf-mount-unknown sf-list sf-read sf-write-readback sf-append-overwrite sf-truncate \
     sf-otrunc-mode sf-mkdir-rmdir sf-rename sf-unlink sf-chmod-utimes sf-symlink sf-statfs sf-big-copy \
     sf-exec sf-mmap-write sf-unicode sf-read-only sf-second-mount sf-escape sf-symlink-outside \
-    sf-concurrent-reads sf-symlink-deny sf-irq-quiet sf-host-change sf-reprobe
+    sf-concurrent-reads sf-symlink-deny sf-irq-quiet sf-host-change sf-reprobe sf-reboot
 
 SF_SHARE=e2e
 SF_ROOT=/media/sf_e2e
@@ -560,4 +560,27 @@ step_sf_symlink_deny() {
     [ -L "$SF_NOLINKS_ROOT/lnk" ] && fail "the refused ln -s left a link"
     must rm "$SF_NOLINKS_ROOT/w.txt" >/dev/null
     must umount "$SF_NOLINKS_ROOT" >/dev/null
+}
+
+# Item 43, run by tests/e2e/tests/boot_reboot.rs only (vmmdev.sf_reboot=1, vmmdev.exit=reboot): the machine
+# reboots with the same device attached. The first boot writes work-reboot/boot-1 and leaves by rebooting;
+# the second finds it, reads it back, writes and reads back boot-2 after dropping the page cache, and asks
+# /init to power off instead of rebooting again.
+step_sf_reboot() {
+    grep -qw 'vmmdev.sf_reboot=1' /proc/cmdline || skip "only in the reboot test (vmmdev.sf_reboot=1)"
+    sf_require_mount
+    dir="$SF_ROOT/work-reboot"
+    if [ ! -e "$dir/boot-1" ]; then
+        mkdir -p "$dir" || fail "mkdir $dir failed"
+        echo "written before the reboot" >"$dir/boot-1" || fail "writing boot-1 failed"
+        sync
+        note "first boot: boot-1 written; leaving by reboot"
+        return 0
+    fi
+    sf_expect_content "$dir/boot-1" "written before the reboot"
+    echo "written after the reboot" >"$dir/boot-2" || fail "writing boot-2 failed"
+    sf_drop_caches
+    sf_expect_content "$dir/boot-2" "written after the reboot"
+    echo poweroff >/run/vmmdev-exit
+    note "second boot: boot-1 read back; boot-2 written and read back after drop_caches; leaving by poweroff"
 }
