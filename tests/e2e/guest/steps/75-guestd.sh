@@ -41,6 +41,11 @@ guestd_mounted() {
     grep -q " $1 vboxsf " /proc/mounts
 }
 
+# The guest's uptime in milliseconds.
+guestd_now_ms() {
+    awk '{ printf "%d", $1 * 1000 }' /proc/uptime
+}
+
 # One utmp record (glibc's x86-64 struct utmpx, 384 bytes): USER_PROCESS, pid 1, line ttyS0, the user.
 guestd_write_utmp() {
     {
@@ -104,8 +109,10 @@ step_guestd_automount() {
 step_guestd_runtime_add() {
     require_guestd
     answer=$(host_do guestd-share-add "$GUESTD_LATE_SHARE") || fail "host: $answer"
+    added=$(guestd_now_ms)
     point=/media/sf_$GUESTD_LATE_SHARE
     guestd_within 15 "guestd_mounted $point" || fail "the added share is not mounted at $point after 15 s"
+    note "mounted at most $(($(guestd_now_ms) - added)) ms after the host's answer reached the guest"
     content=$(cat "$point/hello.txt" 2>&1) || fail "reading $point/hello.txt: $(one_line "$content")"
     [ "$content" = "hello from $GUESTD_LATE_SHARE" ] || fail "$point/hello.txt holds '$(one_line "$content")'"
 }
@@ -116,8 +123,9 @@ step_guestd_runtime_remove() {
     point=/media/sf_$GUESTD_LATE_SHARE
     guestd_mounted "$point" || fail "$point is not mounted (guestd-runtime-add)"
     answer=$(host_do guestd-share-remove "$GUESTD_LATE_SHARE") || fail "host: $answer"
-    note "host: $answer"
+    removed=$(guestd_now_ms)
     guestd_within 15 "! guestd_mounted $point" || fail "$point is still mounted 15 s after the removal"
+    note "host: $answer; unmounted at most $(($(guestd_now_ms) - removed)) ms after the host's answer reached the guest"
     [ ! -e "$point" ] || fail "the mount point $point was left behind"
     tries=0
     until answer=$(host_do guestd-share-gone "$GUESTD_LATE_SHARE"); do
