@@ -13,6 +13,7 @@
 //! | 0x103 | [`HOST_FN_REQUEST_GUEST_DATA`] | u32 format (one bit), u32 timeout ms (0: [`DEFAULT_TIMEOUT`]), u32 out request ID | queues READ_DATA(_CID) to the owning guest client; `VERR_ACCESS_DENIED` if the mode keeps guest data from the host, `VERR_NOT_FOUND` if the guest does not offer the format, `VERR_OUT_OF_RESOURCES` beyond 64 outstanding |
 //! | 0x104 | [`HOST_FN_FETCH_GUEST_DATA`] | u32 request ID, buffer out, u32 out size | the data in host encoding and success (request gone); `VERR_TRY_AGAIN` while waiting; `VERR_TIMEOUT` after the deadline (request gone); `VERR_BUFFER_OVERFLOW` with the size (request kept); the guest's failure status; `VERR_NOT_FOUND` for unknown IDs |
 //! | 0x105 | [`HOST_FN_READ_HOST_CONTENT`] | u32 format (one bit), buffer out, u32 out size | the host clipboard's data in host encoding (size 0: absent); `VERR_BUFFER_OVERFLOW` with the size |
+//! | 0x106 | [`HOST_FN_SYNC_HOST`] | — | if the backend's content changed outside the service (a desktop application copied), the host owns the clipboard and the guest is sent FORMATS_REPORT; call it from a timer with the desktop backend |
 //!
 //! Notifications (`Hgcm::subscribe`), payloads little-endian:
 //! [`NOTIFY_FORMATS_CHANGED`] `u32 formats, u32 owner` whenever the announced formats change
@@ -40,6 +41,9 @@ pub const HOST_FN_REQUEST_GUEST_DATA: u32 = 0x103;
 pub const HOST_FN_FETCH_GUEST_DATA: u32 = 0x104;
 /// Host function: read the host clipboard's content.
 pub const HOST_FN_READ_HOST_CONTENT: u32 = 0x105;
+/// Host function: notice a change the backend made on its own (the desktop clipboard) and tell
+/// the guest.
+pub const HOST_FN_SYNC_HOST: u32 = 0x106;
 
 /// Notification: the announced formats changed.
 pub const NOTIFY_FORMATS_CHANGED: u32 = 1;
@@ -216,6 +220,11 @@ where
     pub fn set_content(&mut self, content: &Content) -> Result<(), HostError<E>> {
         let mut params = set_content_params(content);
         self.checked("clipboard set", HOST_FN_SET_CONTENT, &mut params)
+    }
+
+    /// Tells the guest about a change the backend made on its own (see [`HOST_FN_SYNC_HOST`]).
+    pub fn sync_host(&mut self) -> Result<(), HostError<E>> {
+        self.checked("clipboard sync", HOST_FN_SYNC_HOST, &mut [])
     }
 
     /// Who owns the clipboard and what each side offers.

@@ -45,6 +45,8 @@ mod client;
 pub mod config;
 pub mod content;
 pub mod convert;
+#[cfg(feature = "desktop")]
+pub mod desktop;
 pub mod host;
 mod requests;
 mod service;

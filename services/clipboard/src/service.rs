@@ -26,8 +26,8 @@ use crate::content::{self, Content, ContentError, Format};
 use crate::convert::ConvertError;
 use crate::host::{
     DEFAULT_TIMEOUT, HOST_FN_FETCH_GUEST_DATA, HOST_FN_GET_MODE, HOST_FN_QUERY_STATE,
-    HOST_FN_READ_HOST_CONTENT, HOST_FN_REQUEST_GUEST_DATA, HOST_FN_SET_CONTENT, MAX_TIMEOUT,
-    NOTIFY_FORMATS_CHANGED, NOTIFY_GUEST_DATA,
+    HOST_FN_READ_HOST_CONTENT, HOST_FN_REQUEST_GUEST_DATA, HOST_FN_SET_CONTENT, HOST_FN_SYNC_HOST,
+    MAX_TIMEOUT, NOTIFY_FORMATS_CHANGED, NOTIFY_GUEST_DATA,
 };
 use crate::requests::{Collected, RequestState, Requests, TooManyRequests};
 use crate::state::{ClientState, Owner, STATE_VERSION, ServiceState};
@@ -206,6 +206,8 @@ pub struct Clipboard {
     headless: bool,
     session: u64,
     backend: Box<dyn Backend>,
+    /// Fingerprint of the content the service last stored in (or read from) the backend.
+    synced: u64,
     clients: BTreeMap<ClientId, Client>,
     owner: Owner,
     guest_formats: Formats,
@@ -235,6 +237,7 @@ impl Clipboard {
             headless: false,
             session: new_session(0),
             backend,
+            synced: fingerprint(&Content::default()),
             clients: BTreeMap::new(),
             owner: Owner::Nobody,
             guest_formats: Formats::NONE,
@@ -245,6 +248,14 @@ impl Clipboard {
     fn backend(host: &Host, kind: BackendKind) -> Result<Box<dyn Backend>, i32> {
         match kind {
             BackendKind::Memory => Ok(Box::new(MemoryBackend::default())),
+            #[cfg(feature = "desktop")]
+            BackendKind::Desktop => crate::desktop::DesktopBackend::open()
+                .map(|b| Box::new(b) as Box<dyn Backend>)
+                .map_err(|e| {
+                    host.log(log::Level::Error, &format!("shared clipboard: {e}"));
+                    Status::VERR_NOT_SUPPORTED.raw()
+                }),
+            #[cfg(not(feature = "desktop"))]
             BackendKind::Desktop => {
                 host.log(
                     log::Level::Error,
@@ -268,6 +279,33 @@ impl Clipboard {
         let mut payload = (formats | host_formats).bits().to_le_bytes().to_vec();
         payload.extend_from_slice(&self.owner.code().to_le_bytes());
         self.host.notify(NOTIFY_FORMATS_CHANGED, &payload);
+    }
+
+    /// Replaces the backend's content, remembering what was stored.
+    fn store_host(&mut self, content: &Content) -> Result<(), BackendError> {
+        self.backend.store(content)?;
+        self.synced = fingerprint(content);
+        Ok(())
+    }
+
+    /// SYNC_HOST: if the backend's content changed behind the service's back (a desktop
+    /// application copied something), the host owns the clipboard and the guest is told.
+    fn sync_host(&mut self) -> Result<Status, CallError> {
+        let content = self.backend.load()?;
+        let seen = fingerprint(&content);
+        if seen == self.synced {
+            return Ok(Status::VINF_SUCCESS);
+        }
+        self.synced = seen;
+        self.owner = if content.is_empty() {
+            Owner::Nobody
+        } else {
+            Owner::Host
+        };
+        self.guest_formats = Formats::NONE;
+        self.announce(content.formats());
+        self.notify_formats();
+        Ok(Status::VINF_SUCCESS)
     }
 
     fn notify_guest_data(&self, id: u32, status: Status) {
@@ -552,14 +590,14 @@ impl Clipboard {
             if self.owner == Owner::Guest(client) {
                 self.owner = Owner::Nobody;
                 self.guest_formats = Formats::NONE;
-                self.backend.store(&Content::default())?;
+                self.store_host(&Content::default())?;
                 self.notify_formats();
             }
             return Ok(Status::VINF_SUCCESS);
         }
         self.owner = Owner::Guest(client);
         self.guest_formats = formats;
-        self.backend.store(&Content::default())?;
+        self.store_host(&Content::default())?;
         self.notify_formats();
         Ok(Status::VINF_SUCCESS)
     }
@@ -682,7 +720,7 @@ impl Clipboard {
         content.set_wire_bytes(format, &wire)?;
         let bytes = content.host_bytes(format).unwrap_or_default().to_vec();
         if self.owner == Owner::Guest(client) {
-            self.backend.store(&content)?;
+            self.store_host(&content)?;
         }
         Ok(bytes)
     }
@@ -734,7 +772,7 @@ impl Clipboard {
         {
             return Err(CallError::TooMuchData(len));
         }
-        self.backend.store(&content)?;
+        self.store_host(&content)?;
         self.owner = if content.is_empty() {
             Owner::Nobody
         } else {
@@ -874,6 +912,12 @@ impl Clipboard {
             HOST_FN_REQUEST_GUEST_DATA => self.request_guest_data(params),
             HOST_FN_FETCH_GUEST_DATA => self.fetch_guest_data(params),
             HOST_FN_READ_HOST_CONTENT => self.read_host_content(params),
+            HOST_FN_SYNC_HOST => {
+                if !params.is_empty() {
+                    return Err(CallError::Count);
+                }
+                self.sync_host()
+            }
             _ => Ok(Status::VERR_NOT_IMPLEMENTED),
         }
     }
@@ -903,7 +947,7 @@ impl Clipboard {
     }
 
     fn restore(&mut self, state: ServiceState) -> Result<(), CallError> {
-        self.backend.store(&state.content)?;
+        self.store_host(&state.content)?;
         self.mode = state.mode;
         self.headless = state.headless;
         self.session = new_session(state.session);
@@ -912,6 +956,16 @@ impl Clipboard {
         self.guest_formats = state.guest_formats;
         Ok(())
     }
+}
+
+/// A fingerprint of content, to notice changes made outside the service.
+fn fingerprint(content: &Content) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    content.text.hash(&mut hasher);
+    content.html.hash(&mut hasher);
+    content.bitmap.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The two feature words of REPORT_FEATURES / QUERY_FEATURES.
@@ -1039,8 +1093,12 @@ impl Service for Clipboard {
     }
 
     fn host_call(&mut self, function: u32, params: &mut Params) -> i32 {
-        self.host_function(function, params)
-            .unwrap_or_else(|e| e.status())
+        let result = self.host_function(function, params);
+        result
+            .unwrap_or_else(|e| {
+                log::debug!("shared clipboard: host function {function:#x}: {e}");
+                e.status()
+            })
             .raw()
     }
 
