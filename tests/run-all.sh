@@ -61,3 +61,10 @@ env | grep '^VMMDEV_' | sort >&2
 
 section "cargo test"
 cargo test --workspace --all-targets
+
+# The shared clipboard's desktop backend (cargo feature `desktop`) against Xvfb, with xclip as the host
+# application; the test says SKIPPED when they cannot be installed.
+section "desktop clipboard"
+tests/scripts/install-desktop-clipboard-deps.sh >&2 || echo "install-desktop-clipboard-deps failed" >&2
+cargo clippy -p vmmdev-svc-clipboard --features desktop --all-targets -- -D warnings
+cargo test -p vmmdev-svc-clipboard --features desktop --test desktop
