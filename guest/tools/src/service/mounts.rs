@@ -7,7 +7,8 @@
 //! Mount options, as VirtualBox's automounter sets them: when the guest has a `vboxsf` group,
 //! files belong to it (`gid=<vboxsf>,dmode=0770,fmode=0770`), so members of the group reach the
 //! shares; otherwise the driver's defaults apply. A share the host offers read-only is mounted
-//! read-only (`MS_RDONLY`).
+//! read-only (`MS_RDONLY`). A mount point that exists must be an empty directory: a share never
+//! hides guest files (the host chooses auto-mount points, and could otherwise name `/etc`).
 
 use std::ffi::{CString, OsString};
 use std::io;
@@ -142,7 +143,15 @@ impl Mounter for SystemMounter {
 
     fn mount(&mut self, request: &MountRequest) -> io::Result<bool> {
         let created = match std::fs::symlink_metadata(&request.point) {
-            Ok(metadata) if metadata.is_dir() => false,
+            Ok(metadata) if metadata.is_dir() => {
+                if std::fs::read_dir(&request.point)?.next().is_some() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::DirectoryNotEmpty,
+                        "the mount point is a directory that is not empty",
+                    ));
+                }
+                false
+            }
             Ok(_) => {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
@@ -224,6 +233,37 @@ mod tests {
     #[test]
     fn a_backslash_without_three_octal_digits_stays() {
         assert_eq!(unescape("a\\9b\\"), b"a\\9b\\");
+    }
+
+    #[test]
+    fn a_non_empty_mount_point_is_refused_before_mounting() {
+        let dir = std::env::temp_dir().join(format!("vboxservice-mounts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("guest-file"), "keep").unwrap();
+        let error = SystemMounter
+            .mount(&MountRequest {
+                name: "share".into(),
+                point: dir.clone(),
+                writable: true,
+            })
+            .unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::DirectoryNotEmpty);
+    }
+
+    #[test]
+    fn a_mount_point_that_is_a_file_is_refused() {
+        let file = std::env::temp_dir().join(format!("vboxservice-file-{}", std::process::id()));
+        std::fs::write(&file, "").unwrap();
+        let error = SystemMounter
+            .mount(&MountRequest {
+                name: "share".into(),
+                point: file.clone(),
+                writable: true,
+            })
+            .unwrap_err();
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
     }
 
     #[test]
