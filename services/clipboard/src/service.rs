@@ -1004,12 +1004,21 @@ impl Service for Clipboard {
     const STATE_VERSION: u32 = STATE_VERSION;
 
     fn client_limits(&self, defaults: ClientLimits) -> ClientLimits {
+        // VirtualBox's limits, never above the host's own.
+        let at_most = |ours: [u32; 3], host: [u32; 3]| {
+            let [a, b, c] = ours;
+            let [x, y, z] = host;
+            [a.min(x), b.min(y), c.min(z)]
+        };
         ClientLimits {
-            max_clients: VBOX_SHCL_MAX_CLIENTS,
-            max_calls_per_client: [VBOX_SHCL_MAX_CALLS_PER_CLIENT; 3],
+            max_clients: at_most(VBOX_SHCL_MAX_CLIENTS, defaults.max_clients),
+            max_calls_per_client: at_most(
+                [VBOX_SHCL_MAX_CALLS_PER_CLIENT; 3],
+                defaults.max_calls_per_client,
+            ),
+            // Clients without requestor information count as root, as in VirtualBox.
             legacy_category: ClientCategory::Root,
         }
-        .min_with(defaults)
     }
 
     fn connect(
@@ -1163,22 +1172,6 @@ impl Service for Clipboard {
             if let Some(parked) = target.parked.take() {
                 parked.call.complete(Status::VERR_INTERRUPTED.raw());
             }
-        }
-    }
-}
-
-trait MinWith {
-    fn min_with(self, defaults: ClientLimits) -> ClientLimits;
-}
-
-impl MinWith for ClientLimits {
-    /// Never more than the host's own defaults allow.
-    fn min_with(self, defaults: ClientLimits) -> ClientLimits {
-        let min = |a: [u32; 3], b: [u32; 3]| [a[0].min(b[0]), a[1].min(b[1]), a[2].min(b[2])];
-        ClientLimits {
-            max_clients: min(self.max_clients, defaults.max_clients),
-            max_calls_per_client: min(self.max_calls_per_client, defaults.max_calls_per_client),
-            legacy_category: self.legacy_category,
         }
     }
 }

@@ -371,3 +371,27 @@ fn hostile_parameters_never_break_the_service() {
     assert_eq!(fresh.read(1, 64).1, utf16("after\0"));
     assert!(f.hgcm.services().iter().all(|s| !s.failed));
 }
+
+#[test]
+fn sync_without_an_outside_change_announces_nothing() {
+    let f = Fixture::bidirectional();
+    f.host().set_content(&text("x")).expect("set");
+    let guest = f.modern();
+    f.host().sync_host().expect("sync");
+    assert_eq!(guest.peek().0, Status::VERR_TRY_AGAIN);
+}
+
+#[test]
+fn formats_change_notifications_name_the_owner() {
+    let f = Fixture::bidirectional();
+    let notifications = f.hgcm.subscribe();
+    let guest = f.modern();
+    guest.report_formats(5);
+    f.host().set_content(&text("x")).expect("set");
+    let changes: Vec<(u32, u32)> = std::iter::from_fn(|| notifications.recv_timeout(QUIET).ok())
+        .filter(|n| n.code == vmmdev_svc_clipboard::host::NOTIFY_FORMATS_CHANGED)
+        .filter_map(|n| vmmdev_svc_clipboard::host::decode_formats_changed(&n.payload))
+        .map(|(formats, owner)| (formats.bits(), owner))
+        .collect();
+    assert_eq!(changes, [(5, 2), (1, 1)]);
+}
