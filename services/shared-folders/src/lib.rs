@@ -35,6 +35,7 @@
 //!   [`persist`], [`error`]: configuration, the share table, per-client handle tables,
 //!   directory cursors, metadata conversion, `SHFLSTRING`s, guest paths, saved sessions,
 //!   errors.
+//! * [`stats`]: calls per client and function, logged when the client disconnects.
 //! * [`host`]: the host calls (add, remove, list shares at run time) and their parameter
 //!   builders.
 //!
@@ -86,6 +87,7 @@ pub mod server;
 pub mod service;
 pub mod session;
 pub mod share;
+pub mod stats;
 pub mod string;
 mod sys;
 mod waits;

@@ -6,6 +6,8 @@
 //! and WRITE move file data directly between the host file and the guest's pages inside one
 //! guarded access, so a cancelled call never touches guest memory again.
 
+use std::collections::HashMap;
+
 use vm_memory::VolatileSlice;
 use vmmdev_hgcm_sdk::{
     Buffer, BufferError, Call, ClientId, ClientLimits, Params, Requestor, Service,
@@ -24,6 +26,7 @@ use crate::error::{FsError, errno_status};
 use crate::host::{HOST_FN_LIST_SHARES, SYMLINKS_ANY_TARGET};
 use crate::mappings::{MappingError, Removal};
 use crate::server::{AddShareError, FileServer};
+use crate::stats::CallCounts;
 use crate::string::{self, Encoding};
 use crate::waits::MappingWaits;
 
@@ -39,6 +42,8 @@ pub struct SharedFolders {
     waits: MappingWaits,
     /// Reused LIST output buffer.
     scratch: Vec<u8>,
+    /// Calls per connected client, logged at disconnect.
+    calls: HashMap<ClientId, CallCounts>,
 }
 
 /// How a function reports malformed parameters: VirtualBox answers most with
@@ -208,6 +213,7 @@ impl SharedFolders {
             server,
             waits: MappingWaits::default(),
             scratch: Vec::new(),
+            calls: HashMap::new(),
         })
     }
 
@@ -777,11 +783,18 @@ impl Service for SharedFolders {
     }
 
     fn disconnect(&mut self, client: ClientId) {
+        if let Some(calls) = self.calls.remove(&client) {
+            log::info!("shared folders client {client} disconnected after calls: {calls}");
+        }
         self.waits.drop_client(client);
         self.server.disconnect(client);
     }
 
     fn call(&mut self, mut call: Call) {
+        self.calls
+            .entry(call.client())
+            .or_default()
+            .count(call.function());
         if Function(call.function()) == Function::WAIT_FOR_MAPPINGS_CHANGES {
             self.wait_for_changes(call);
             return;
