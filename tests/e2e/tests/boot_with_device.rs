@@ -76,6 +76,14 @@ const SERVICE_STEPS: &[&str] = &[
     "guestd-runtime-add",
     "guestd-runtime-remove",
     "guestd-stop",
+    "clip-host-text",
+    "clip-guest-text",
+    "clip-html",
+    "clip-bitmap",
+    "clip-watch",
+    "clip-modes",
+    "clip-silent-guest",
+    "clip-bridge-none",
 ];
 
 /// The guest property the host sets before boot, as the `guestprop-from-host` step expects it.

@@ -1,0 +1,156 @@
+//! The shared clipboard's cost in the real guest (issue #7 item 6): vfio-user messages per clipboard
+//! round trip of 1 KiB and 1 MiB of text, in each direction.
+//!
+//! Every loop of the `clip-rtt` step (`tests/e2e/guest/steps/80-clipboard.sh`) is booted twice under
+//! QEMU/TCG with the same steps and a different number of rounds; everything but the rounds is the same
+//! in both boots, so the difference of the server's message counts (its `client disconnected:` report)
+//! divided by the difference of the rounds is the cost of one round:
+//!
+//! * `h2g-SIZE`: the guest runs `vboxcontrol clipboard get` of host text of SIZE (a new process each
+//!   time: connect, REPORT_FEATURES, DATA_READ, one more DATA_READ when the text does not fit the first
+//!   64 KiB buffer, disconnect);
+//! * `g2h-SIZE`: the host reads the guest's offer through the control endpoint (`clipboard.get`), which
+//!   wakes the guest's `vboxcontrol clipboard set` with a READ_DATA_CID (the peek completes, MSG_GET,
+//!   DATA_WRITE, a new peek).
+//!
+//! It is a measurement, not a check of speed: it prints the table for docs/PERFORMANCE.md and fails only
+//! when a boot does. Run it with `--ignored` the way `tests/run-all.sh` runs the boot tests.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use vmmdev_e2e::artifacts::{Artifacts, artifacts_or_skip, run_dir};
+use vmmdev_e2e::backend::{BootSpec, DeviceServer};
+use vmmdev_e2e::expect::Expectations;
+use vmmdev_e2e::host_agent::control_socket_path;
+use vmmdev_e2e::host_side;
+use vmmdev_e2e::qemu::QemuTcg;
+use vmmdev_e2e::runner::{RunOptions, boot};
+
+/// The steps of every boot: the agent's round trip, then the loop.
+const STEPS: &[&str] = &["host-agent", "clip-rtt"];
+
+/// The loops, with the two round counts each is booted with.
+const LOOPS: &[(&str, u32, u32)] = &[
+    ("h2g-1k", 2, 12),
+    ("g2h-1k", 2, 12),
+    ("h2g-1m", 1, 4),
+    ("g2h-1m", 1, 4),
+];
+
+fn test_dir(test: &str) -> PathBuf {
+    run_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), test)
+}
+
+/// The counts of the server's last `client disconnected:` report: `messages=N name=N ...`.
+fn message_counts(server_log: &Path) -> BTreeMap<String, u64> {
+    let log = std::fs::read_to_string(server_log)
+        .unwrap_or_else(|error| panic!("reading {}: {error}", server_log.display()));
+    let report = log
+        .lines()
+        .rev()
+        .find_map(|line| {
+            line.split_once("client disconnected: ")
+                .map(|(_, rest)| rest)
+        })
+        .unwrap_or_else(|| panic!("no disconnect report in {}", server_log.display()));
+    report
+        .split_whitespace()
+        .filter_map(|field| {
+            let (name, value) = field.split_once('=')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Boots the `clip-rtt` loop `name` with `rounds` rounds and returns the server's counts and the step's
+/// notes.
+fn boot_loop(
+    artifacts: &Artifacts,
+    server: &Path,
+    dir: &Path,
+    name: &str,
+    rounds: u32,
+) -> (BTreeMap<String, u64>, Vec<String>) {
+    std::fs::create_dir_all(dir).unwrap();
+    let control_socket = control_socket_path(dir);
+    let mut device = DeviceServer::new(server);
+    device
+        .args
+        .extend(["--control".into(), control_socket.clone().into()]);
+    let expected = Expectations::new().pass(STEPS);
+    let mut spec = BootSpec::test(&artifacts.kernel, &artifacts.initrd, &expected.step_names())
+        .with_device(device);
+    spec.cmdline.push_str(&format!(
+        " vmmdev.clip_rtt={name} vmmdev.clip_rounds={rounds}"
+    ));
+    let agent = host_side::agent().start(control_socket, dir.to_owned());
+    let run = boot(
+        &QemuTcg::new(&artifacts.qemu),
+        &spec,
+        dir,
+        &RunOptions::default(),
+    );
+    let served = agent.stop();
+    let run = run.unwrap();
+    if let Err(mismatch) = run.verify(&expected) {
+        panic!("{mismatch}\n{served}");
+    }
+    let notes = run
+        .report
+        .step("clip-rtt")
+        .map(|step| step.notes.clone())
+        .unwrap_or_default();
+    (message_counts(&dir.join("server.log")), notes)
+}
+
+#[test]
+#[ignore = "a measurement of eight boots (several minutes under TCG): run with --ignored"]
+fn clipboard_round_trips_cost_this_many_vfio_user_messages() {
+    let test = "clipboard_round_trips_cost_this_many_vfio_user_messages";
+    let Some(artifacts) = artifacts_or_skip(test) else {
+        return;
+    };
+    let Some(server) = &artifacts.vfio_user_server else {
+        panic!(
+            "VMMDEV_VFIO_USER_SERVER is not set: tests/run-all.sh builds the server and sets it"
+        );
+    };
+    let dir = test_dir(test);
+    println!("| loop | rounds | messages per round | by kind, per round | guest notes |");
+    println!("|---|---|---|---|---|");
+    for &(name, few, many) in LOOPS {
+        let (base, _) = boot_loop(
+            &artifacts,
+            server,
+            &dir.join(format!("{name}-{few}")),
+            name,
+            few,
+        );
+        let (more, notes) = boot_loop(
+            &artifacts,
+            server,
+            &dir.join(format!("{name}-{many}")),
+            name,
+            many,
+        );
+        let rounds = f64::from(many - few);
+        let per_round = |key: &str| {
+            let after = more.get(key).copied().unwrap_or(0) as f64;
+            let before = base.get(key).copied().unwrap_or(0) as f64;
+            (after - before) / rounds
+        };
+        let kinds: Vec<String> = more
+            .keys()
+            .filter(|key| key.as_str() != "messages")
+            .map(|key| format!("{key} {:.1}", per_round(key)))
+            .filter(|text| !text.ends_with(" 0.0"))
+            .collect();
+        println!(
+            "| {name} | {few} / {many} | {:.1} | {} | {} |",
+            per_round("messages"),
+            kinds.join(", "),
+            notes.join("; ")
+        );
+    }
+}
