@@ -265,6 +265,44 @@ fn guest_info_stop_removes_network_and_users_but_keeps_the_os() {
 }
 
 #[test]
+fn guest_info_resync_rewrites_what_the_host_lost() {
+    let device = device("");
+    let mut client = GuestPropClient::connect(&device).unwrap();
+    let mut info = GuestInfo::start(&client, false);
+    info.update(&mut client, &snapshot(1, &[]));
+    // As after restoring an older saved state: the host no longer has the entry.
+    let string = |text: &str| {
+        let mut bytes = text.as_bytes().to_vec();
+        bytes.push(0);
+        vmmdev_hgcm::Parm::Buffer(vmmdev_hgcm::Buffer::host(
+            bytes,
+            vmmdev_hgcm::Direction::ToHost,
+        ))
+    };
+    let mut params = [string("/VirtualBox/GuestInfo/Net/0/V4/IP")];
+    let status = device
+        .transport()
+        .vm
+        .device
+        .hgcm()
+        .host_call(
+            vmmdev_svc_guest_props::SERVICE_NAME,
+            vmmdev_svc_guest_props::HostFunction::DEL_PROP.raw(),
+            &mut params,
+        )
+        .unwrap();
+    assert_eq!(status, 0);
+    info.update(&mut client, &snapshot(1, &[]));
+    assert_eq!(value(&client, "/VirtualBox/GuestInfo/Net/0/V4/IP"), None);
+    info.resync(&client);
+    info.update(&mut client, &snapshot(1, &[]));
+    assert_eq!(
+        value(&client, "/VirtualBox/GuestInfo/Net/0/V4/IP").as_deref(),
+        Some("10.0.0.1")
+    );
+}
+
+#[test]
 fn mapping_info_reports_name_host_mount_point_and_flags() {
     let dirs = ShareDirs::new("info");
     let shares = format!(

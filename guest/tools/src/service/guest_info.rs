@@ -11,7 +11,10 @@
 //! Every interval the subservice takes a new [`Snapshot`] and writes only the properties whose
 //! value changed, then deletes stale `Net/<n>` entries. Unlike VirtualBox it does not rewrite
 //! `Net/Count` every interval as a liveness beacon. At start it takes over what an earlier run
-//! left (so a restarted daemon deletes entries of interfaces that are gone); when it stops it
+//! left (so a restarted daemon deletes entries of interfaces that are gone). When the VMMDev
+//! session ID changes (the VM was restored or reset, and the host's properties may be older than
+//! what this subservice wrote), it reads the host's properties again and rewrites what differs,
+//! where VBoxService rewrites its fixed properties. When it stops it
 //! leaves the `OS/*` and `GuestAdd/*` properties, deletes every `Net/*` property and
 //! `LoggedInUsersList`, and sets `LoggedInUsers` to `0` and `NoLoggedInUsers` to `true`, as
 //! VBoxService does.
@@ -20,7 +23,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use vmmdev_guest_ioctl::guest_props::{GuestPropClient, GuestPropError};
-use vmmdev_guest_ioctl::{Device, GuestTransport};
+use vmmdev_guest_ioctl::{Device, GuestTransport, RequestType};
+use vmmdev_protocol::vmmdev::SessionIdRequest;
+use zerocopy::FromBytes;
 
 use super::net::{self, Interface, NET_PREFIX};
 use super::published::{Desired, PropertySink, Published, Value};
@@ -224,6 +229,12 @@ impl GuestInfo {
         }
     }
 
+    /// Forgets what this subservice believes the host holds and reads it from the host again, so
+    /// the next [`update`](Self::update) rewrites whatever the host lost or holds differently.
+    pub fn resync<T: GuestTransport>(&mut self, client: &GuestPropClient<'_, T>) {
+        self.published = Self::start(client, self.include_loopback).published;
+    }
+
     /// Publishes `snapshot`, writing only what changed.
     pub fn update(&mut self, sink: &mut dyn PropertySink, snapshot: &Snapshot) {
         self.last = desired(snapshot, self.include_loopback);
@@ -249,6 +260,23 @@ impl GuestInfo {
     }
 }
 
+/// The VMMDev session ID (GetSessionId), new after every restore and reset of the VM; `None` if
+/// the driver or the device does not answer.
+pub fn session_id<T: GuestTransport>(device: &Device<T>) -> Option<u64> {
+    let mut request = [0u8; std::mem::size_of::<SessionIdRequest>()];
+    match device.vmmdev_request(RequestType::GET_SESSION_ID, &mut request) {
+        Ok(status) if !status.is_failure() => SessionIdRequest::read_from_bytes(&request)
+            .ok()
+            .map(|reply| reply.session_id.get()),
+        Ok(_) | Err(_) => None,
+    }
+}
+
+/// Whether the VM was restored or reset between two session ID readings.
+pub fn session_changed(previous: Option<u64>, current: Option<u64>) -> bool {
+    matches!((previous, current), (Some(previous), Some(current)) if previous != current)
+}
+
 /// Runs the subservice on `device` until `shutdown` is requested.
 pub fn run<T: GuestTransport>(
     device: &Device<T>,
@@ -261,7 +289,14 @@ pub fn run<T: GuestTransport>(
         "guest info: publishing every {} ms",
         config.interval.as_millis()
     );
+    let mut session = session_id(device);
     loop {
+        let current = session_id(device);
+        if session_changed(session, current) {
+            log::info!("guest info: the VM was restored or reset; comparing with the host again");
+            info.resync(&client);
+        }
+        session = current.or(session);
         let snapshot = Snapshot::take(config);
         info.update(&mut client, &snapshot);
         if shutdown.sleep(config.interval) {
@@ -325,6 +360,14 @@ mod tests {
                 .text
                 .starts_with(env!("CARGO_PKG_VERSION"))
         );
+    }
+
+    #[test]
+    fn only_a_different_known_session_id_means_a_restore() {
+        assert!(session_changed(Some(1), Some(2)));
+        assert!(!session_changed(Some(1), Some(1)));
+        assert!(!session_changed(None, Some(1)));
+        assert!(!session_changed(Some(1), None));
     }
 
     #[test]
