@@ -28,6 +28,12 @@ pub trait Backend: Send + std::fmt::Debug {
     /// Replaces the content.
     fn store(&mut self, content: &Content) -> Result<(), BackendError>;
 
+    /// Whether the content can change without the service storing it (a desktop clipboard that
+    /// host applications write); the service then compares on SYNC_HOST.
+    fn changes_outside(&self) -> bool {
+        false
+    }
+
     /// The formats the content holds.
     fn formats(&mut self) -> Result<Formats, BackendError> {
         Ok(self.load()?.formats())

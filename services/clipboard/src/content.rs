@@ -94,15 +94,6 @@ impl Content {
         }
     }
 
-    /// The length of one format's wire encoding, without converting it (bitmaps: the DIB).
-    pub fn wire_len(&self, format: Format) -> Option<usize> {
-        match format {
-            Format::Text => self.text.as_deref().map(convert::text_wire_len),
-            Format::Html => self.html.as_ref().map(|h| h.len() + 1),
-            Format::Bitmap => self.bitmap.as_ref().map(|b| b.len().saturating_sub(14)),
-        }
-    }
-
     /// Stores one format from host bytes; text and HTML must be UTF-8, bitmaps a BMP file.
     pub fn set_host_bytes(&mut self, format: Format, bytes: Vec<u8>) -> Result<(), ContentError> {
         match format {

@@ -68,6 +68,10 @@ impl DesktopBackend {
 }
 
 impl Backend for DesktopBackend {
+    fn changes_outside(&self) -> bool {
+        true
+    }
+
     fn load(&mut self) -> Result<Content, BackendError> {
         Ok(Content {
             text: optional(self.clipboard.get_text())?,

@@ -36,7 +36,8 @@
 //!
 //! On the wire text is UTF-16LE with CRLF and a NUL, HTML UTF-8 with a NUL, bitmaps DIBs; on the
 //! host text and HTML are UTF-8, bitmaps BMP files ([`convert`]). One format's data is at most
-//! `max_data` bytes (32 MiB by default) either way (`VERR_TOO_MUCH_DATA`). 128 root and 128 user
+//! `max_data` bytes (32 MiB by default) as its sender gives it, the host in host encoding and the
+//! guest in wire encoding (`VERR_TOO_MUCH_DATA`). 128 root and 128 user
 //! clients, one kernel client, 16 calls per client, 4096 queued messages per client, 64
 //! outstanding host reads.
 

@@ -284,13 +284,18 @@ impl Clipboard {
     /// Replaces the backend's content, remembering what was stored.
     fn store_host(&mut self, content: &Content) -> Result<(), BackendError> {
         self.backend.store(content)?;
-        self.synced = fingerprint(content);
+        if self.backend.changes_outside() {
+            self.synced = fingerprint(content);
+        }
         Ok(())
     }
 
     /// SYNC_HOST: if the backend's content changed behind the service's back (a desktop
     /// application copied something), the host owns the clipboard and the guest is told.
     fn sync_host(&mut self) -> Result<Status, CallError> {
+        if !self.backend.changes_outside() {
+            return Ok(Status::VINF_SUCCESS);
+        }
         let content = self.backend.load()?;
         let seen = fingerprint(&content);
         if seen == self.synced {
@@ -764,13 +769,6 @@ impl Clipboard {
             if mask.contains(format.bit()) {
                 content.set_host_bytes(format, copy_in(buffer, self.max_data)?)?;
             }
-        }
-        if let Some(len) = Format::ALL
-            .into_iter()
-            .filter_map(|f| content.wire_len(f))
-            .find(|len| *len > self.max_data)
-        {
-            return Err(CallError::TooMuchData(len));
         }
         self.store_host(&content)?;
         self.owner = if content.is_empty() {
