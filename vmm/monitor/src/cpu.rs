@@ -7,12 +7,13 @@
 //! INIT/SIPI.
 
 use kvm_bindings::{
-    CpuId, KVM_MAX_CPUID_ENTRIES, Msrs, kvm_fpu, kvm_lapic_state, kvm_msr_entry, kvm_regs,
-    kvm_segment, kvm_sregs,
+    CpuId, KVM_MAX_CPUID_ENTRIES, Msrs, kvm_cpuid_entry2, kvm_fpu, kvm_lapic_state, kvm_msr_entry,
+    kvm_regs, kvm_segment, kvm_sregs,
 };
 use kvm_ioctls::{Kvm, VcpuFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use crate::host::HostKvm;
 use crate::layout;
 
 const MSR_IA32_TSC: u32 = 0x10;
@@ -59,6 +60,13 @@ const CPUID_1_ECX_HYPERVISOR: u32 = 1 << 31;
 const CPUID_1_EDX_HTT: u32 = 1 << 28;
 /// CPUID leaf 6 ECX: performance/energy bias (not virtualised).
 const CPUID_6_ECX_EPB: u32 = 1 << 3;
+
+/// KVM's paravirtual feature leaf (EAX: `KVM_FEATURE_*` bits).
+const KVM_CPUID_FEATURES: u32 = 0x4000_0001;
+/// The KVM paravirtual features Linux uses through a hypercall: PV_UNHALT (bit 7, kicking a vCPU halted
+/// in a PV spinlock), PV_SEND_IPI (bit 11) and PV_SCHED_YIELD (bit 13). Hidden where hypercalls do not
+/// complete ([`HostKvm::hypercalls_work`]); Linux then uses the LAPIC's ICR and plain spinning.
+pub const KVM_FEATURES_BY_HYPERCALL: u32 = (1 << 7) | (1 << 11) | (1 << 13);
 
 /// LAPIC register offsets and delivery modes for LINT0/LINT1.
 const APIC_LVT0: usize = 0x350;
@@ -156,8 +164,8 @@ pub fn write_boot_tables(mem: &GuestMemoryMmap) -> Result<(), CpuError> {
 }
 
 /// The CPUID table for vCPU `id` of `count`: what KVM supports, with the topology and hypervisor bits
-/// a VMM must set itself.
-pub fn cpuid(kvm: &Kvm, id: u8, count: u8) -> Result<CpuId, CpuError> {
+/// a VMM must set itself, and without the paravirtual features `host` cannot serve.
+pub fn cpuid(kvm: &Kvm, id: u8, count: u8, host: HostKvm) -> Result<CpuId, CpuError> {
     let mut cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(|source| CpuError::Kvm {
@@ -166,38 +174,67 @@ pub fn cpuid(kvm: &Kvm, id: u8, count: u8) -> Result<CpuId, CpuError> {
         })?;
     let tsc_deadline = kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer);
     for entry in cpuid.as_mut_slice() {
-        match entry.function {
-            1 => {
-                entry.ebx = (u32::from(id) << 24) | (u32::from(count) << 16) | (8 << 8);
-                entry.ecx |= CPUID_1_ECX_HYPERVISOR;
-                if tsc_deadline {
-                    entry.ecx |= CPUID_1_ECX_TSC_DEADLINE;
-                }
-                if count > 1 {
-                    entry.edx |= CPUID_1_EDX_HTT;
-                } else {
-                    entry.edx &= !CPUID_1_EDX_HTT;
-                }
-            }
-            6 => entry.ecx &= !CPUID_6_ECX_EPB,
-            0xb => entry.edx = u32::from(id),
-            _ => {}
-        }
+        adjust_entry(entry, id, count, tsc_deadline, host);
     }
     Ok(cpuid)
 }
 
-/// Sets CPUID, MSRs, registers, FPU and LAPIC of vCPU `id` for the 64-bit entry at `rip`.
+/// One entry of [`cpuid`]'s table.
+fn adjust_entry(
+    entry: &mut kvm_cpuid_entry2,
+    id: u8,
+    count: u8,
+    tsc_deadline: bool,
+    host: HostKvm,
+) {
+    match entry.function {
+        1 => {
+            entry.ebx = (u32::from(id) << 24) | (u32::from(count) << 16) | (8 << 8);
+            entry.ecx |= CPUID_1_ECX_HYPERVISOR;
+            if tsc_deadline {
+                entry.ecx |= CPUID_1_ECX_TSC_DEADLINE;
+            }
+            if count > 1 {
+                entry.edx |= CPUID_1_EDX_HTT;
+            } else {
+                entry.edx &= !CPUID_1_EDX_HTT;
+            }
+        }
+        6 => entry.ecx &= !CPUID_6_ECX_EPB,
+        0xb => entry.edx = u32::from(id),
+        KVM_CPUID_FEATURES if !host.hypercalls_work() => {
+            entry.eax &= !KVM_FEATURES_BY_HYPERCALL;
+        }
+        _ => {}
+    }
+}
+
+/// Where a vCPU starts and on which host.
+#[derive(Clone, Copy, Debug)]
+pub struct BootCpu {
+    /// The 64-bit entry point.
+    pub rip: u64,
+    /// The zero page (`rsi` at entry).
+    pub zero_page: u64,
+    /// The host's KVM.
+    pub host: HostKvm,
+}
+
+/// Sets CPUID, MSRs, registers, FPU and LAPIC of vCPU `id` of `count` for `boot`.
 pub fn configure(
     kvm: &Kvm,
     vcpu: &VcpuFd,
     id: u8,
     count: u8,
-    rip: u64,
-    zero_page: u64,
+    boot: BootCpu,
 ) -> Result<(), CpuError> {
+    let BootCpu {
+        rip,
+        zero_page,
+        host,
+    } = boot;
     let kvm_error = |what| move |source| CpuError::Kvm { what, source };
-    vcpu.set_cpuid2(&cpuid(kvm, id, count)?)
+    vcpu.set_cpuid2(&cpuid(kvm, id, count, host)?)
         .map_err(kvm_error("CPUID"))?;
     set_boot_msrs(vcpu)?;
 
@@ -326,6 +363,29 @@ mod tests {
             .read_obj(GuestAddress(layout::BOOT_PD + 511 * 8))
             .unwrap();
         assert_eq!(last, (511 << 21) | 0x83);
+    }
+
+    fn kvm_features_entry() -> kvm_cpuid_entry2 {
+        kvm_cpuid_entry2 {
+            function: KVM_CPUID_FEATURES,
+            eax: 0x0100_7efb,
+            ..kvm_cpuid_entry2::default()
+        }
+    }
+
+    #[test]
+    fn hypercall_features_are_hidden_where_hypercalls_do_not_complete() {
+        let mut entry = kvm_features_entry();
+        adjust_entry(&mut entry, 0, 2, true, HostKvm::Pvm);
+        assert_eq!(entry.eax & KVM_FEATURES_BY_HYPERCALL, 0);
+        assert_eq!(entry.eax, 0x0100_567b, "the other features stay");
+    }
+
+    #[test]
+    fn hypercall_features_stay_on_hardware_kvm() {
+        let mut entry = kvm_features_entry();
+        adjust_entry(&mut entry, 0, 2, true, HostKvm::Hardware);
+        assert_eq!(entry.eax, 0x0100_7efb);
     }
 
     #[test]

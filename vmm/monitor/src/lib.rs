@@ -15,7 +15,8 @@
 //!   zero page; [`mptable`]: the MP tables; [`cpu`]: a vCPU's boot state.
 //! - [`pci`]: configuration mechanism #1 with the host bridge; [`serial`]: the console; [`intx`]: VMMDev's
 //!   interrupt on KVM.
-//! - [`emulation`]: instructions KVM could not emulate (hosts that emulate guest kernel code).
+//! - [`emulation`]: instructions KVM could not emulate (hosts that emulate guest kernel code); [`host`]:
+//!   what the host's KVM is, where that changes the machine (PVM).
 //! - [`exits`]: VM exit counters; [`audit`]: the host's check that cancelled requests stay untouched.
 //! - [`vm`]: the VM and how a run ends; inside it, the machine the vCPUs see (port map, BARs) and the
 //!   vCPU threads.
@@ -48,6 +49,7 @@ pub mod audit;
 pub mod cpu;
 pub mod emulation;
 pub mod exits;
+pub mod host;
 pub mod intx;
 pub mod layout;
 pub mod loader;

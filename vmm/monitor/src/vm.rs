@@ -22,8 +22,11 @@ use vmmdev_device::VmmDev;
 use vmmdev_hgcm::Hgcm;
 
 use crate::audit::{AuditReport, CancelAudit};
+use crate::cpu::{self, BootCpu};
 use crate::exits::ExitCounters;
+use crate::host::HostKvm;
 use crate::intx::{self, IntxMode, ResampleThread};
+use crate::layout;
 use crate::loader::{self, BootEntry, BootSource};
 use crate::machine::Machine;
 use crate::memory;
@@ -31,7 +34,6 @@ use crate::mptable::{self, MpConfig};
 use crate::pci::PciBus;
 use crate::serial::Console;
 use crate::vcpu::run_vcpu;
-use crate::{cpu, layout};
 
 /// KVM's API version.
 const KVM_API_VERSION: i32 = 12;
@@ -286,12 +288,24 @@ impl Vm {
         });
         machine.assign_bars_like_firmware();
 
+        let host = HostKvm::detect();
+        if !host.hypercalls_work() {
+            log::info!(
+                "host KVM is PVM: KVM hypercalls do not complete there, so the paravirtual features that \
+                 need one (PV IPI, PV sched-yield, PV unhalt) are hidden from the guest"
+            );
+        }
+        let boot_cpu = BootCpu {
+            rip: entry.rip,
+            zero_page: entry.zero_page,
+            host,
+        };
         let mut vcpus = Vec::with_capacity(usize::from(config.vcpus));
         for id in 0..config.vcpus {
             let vcpu = vm
                 .create_vcpu(u64::from(id))
                 .map_err(kvm_error("create a vCPU"))?;
-            cpu::configure(&kvm, &vcpu, id, config.vcpus, entry.rip, entry.zero_page)?;
+            cpu::configure(&kvm, &vcpu, id, config.vcpus, boot_cpu)?;
             vcpus.push(vcpu);
         }
         Ok(Self {
