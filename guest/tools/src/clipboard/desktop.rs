@@ -57,6 +57,8 @@ pub enum Session {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ToolClipboard {
     session: Session,
+    /// The session's display (`DISPLAY` or `WAYLAND_DISPLAY`) as detected, passed on to the tools.
+    display: OsString,
     /// `xclip`, or `wl-paste`.
     reader: PathBuf,
     /// `xclip`, or `wl-copy`.
@@ -69,12 +71,13 @@ pub fn detect(
     env: impl Fn(&str) -> Option<OsString>,
     path: Option<&OsStr>,
 ) -> Result<ToolClipboard, NoDesktop> {
-    let set = |name: &str| env(name).is_some_and(|value| !value.is_empty());
+    let set = |name: &str| env(name).filter(|value| !value.is_empty());
     let find = |program: &str| path.and_then(|path| find_program(program, path));
-    if set("WAYLAND_DISPLAY") {
+    if let Some(display) = set("WAYLAND_DISPLAY") {
         return match (find("wl-paste"), find("wl-copy")) {
             (Some(reader), Some(writer)) => Ok(ToolClipboard {
                 session: Session::Wayland,
+                display,
                 reader,
                 writer,
             }),
@@ -84,10 +87,11 @@ pub fn detect(
             )),
         };
     }
-    if set("DISPLAY") {
+    if let Some(display) = set("DISPLAY") {
         return match find("xclip") {
             Some(xclip) => Ok(ToolClipboard {
                 session: Session::X11,
+                display,
                 reader: xclip.clone(),
                 writer: xclip,
             }),
@@ -120,6 +124,28 @@ impl ToolClipboard {
         self.session
     }
 
+    /// The environment variable that names the session's display.
+    fn display_variable(&self) -> &'static str {
+        match self.session {
+            Session::X11 => "DISPLAY",
+            Session::Wayland => "WAYLAND_DISPLAY",
+        }
+    }
+
+    /// Runs `program` of this session's tools (see [`run`]).
+    fn run(
+        &self,
+        program: &Path,
+        arguments: &[&str],
+        input: Option<&[u8]>,
+    ) -> io::Result<Option<Vec<u8>>> {
+        let mut command = Command::new(program);
+        command
+            .args(arguments)
+            .env(self.display_variable(), &self.display);
+        run(command, input)
+    }
+
     /// The MIME type or X11 target a format is written and read as.
     fn target(&self, format: Format) -> &'static str {
         match (self.session, format) {
@@ -149,7 +175,7 @@ impl DesktopClipboard for ToolClipboard {
             Session::Wayland => &["--list-types"],
         };
         // Both tools fail when the clipboard is empty or has no owner.
-        let listing = run(&self.reader, arguments, None)?.unwrap_or_default();
+        let listing = self.run(&self.reader, arguments, None)?.unwrap_or_default();
         Ok(formats_of_targets(&String::from_utf8_lossy(&listing)))
     }
 
@@ -159,7 +185,9 @@ impl DesktopClipboard for ToolClipboard {
             Session::X11 => vec!["-selection", "clipboard", "-o", "-t", target],
             Session::Wayland => vec!["--no-newline", "--type", target],
         };
-        Ok(run(&self.reader, &arguments, None)?.filter(|data| !data.is_empty()))
+        Ok(self
+            .run(&self.reader, &arguments, None)?
+            .filter(|data| !data.is_empty()))
     }
 
     fn write(&self, format: Format, data: &[u8]) -> io::Result<()> {
@@ -168,7 +196,7 @@ impl DesktopClipboard for ToolClipboard {
             Session::X11 => vec!["-selection", "clipboard", "-i", "-t", target],
             Session::Wayland => vec!["--type", target],
         };
-        match run(&self.writer, &arguments, Some(data))? {
+        match self.run(&self.writer, &arguments, Some(data))? {
             Some(_) => Ok(()),
             None => Err(io::Error::other(format!(
                 "{} refused the {target} data",
@@ -194,12 +222,11 @@ pub fn formats_of_targets(listing: &str) -> Formats {
     formats
 }
 
-/// Runs `program` with `arguments`, feeding it `input`, within [`TOOL_TIMEOUT`]. Returns its
-/// output when it succeeds and `None` when it exits with a failure (the tools' way of saying
-/// "nothing there"); a program that cannot be started or overruns is an error.
-fn run(program: &Path, arguments: &[&str], input: Option<&[u8]>) -> io::Result<Option<Vec<u8>>> {
-    let mut child = Command::new(program)
-        .args(arguments)
+/// Runs `command`, feeding it `input`, within [`TOOL_TIMEOUT`]. Returns its output when it
+/// succeeds and `None` when it exits with a failure (the tools' way of saying "nothing there"); a
+/// program that cannot be started or overruns is an error.
+fn run(mut command: Command, input: Option<&[u8]>) -> io::Result<Option<Vec<u8>>> {
+    let mut child = command
         .stdin(if input.is_some() {
             Stdio::piped()
         } else {

@@ -1,0 +1,211 @@
+//! The desktop clipboard of `vboxcontrol clipboard bridge` against a real X server: Xvfb, with xclip
+//! both as the bridge's tool and as the X application that copies and pastes. Skips, saying so, when
+//! Xvfb or xclip is missing (`tests/scripts/install-desktop-clipboard-deps.sh` installs them).
+
+#[path = "../../ioctl/tests/support/inproc_driver.rs"]
+mod inproc_driver;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use inproc_driver::InprocDriver;
+use vmmdev_guest_ioctl::Device;
+use vmmdev_guest_ioctl::clipboard::{ClipboardClient, Format, Formats, encoding};
+use vmmdev_guest_tools::clipboard::bridge::Bridge;
+use vmmdev_guest_tools::clipboard::desktop::{self, DesktopClipboard, Session, ToolClipboard};
+use vmmdev_hgcm::{Hgcm, HgcmConfig, Parm};
+use vmmdev_svc_clipboard::{ClipboardHost, Content, SERVICE_NAME};
+
+/// Whether `program` is on the PATH.
+fn installed(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+}
+
+/// Whether the test can run; says why not when it cannot.
+fn x11_available(test: &str) -> bool {
+    let missing: Vec<&str> = ["Xvfb", "xclip"]
+        .into_iter()
+        .filter(|program| !installed(program))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    eprintln!(
+        "SKIPPED {test}: {} not installed (tests/scripts/install-desktop-clipboard-deps.sh)",
+        missing.join(" and ")
+    );
+    false
+}
+
+/// An Xvfb server on its own display, killed on drop (which also ends the xclip servers on it).
+struct Xvfb {
+    child: Child,
+    display: String,
+}
+
+impl Xvfb {
+    /// Starts Xvfb on a display number of this process and `slot`.
+    fn start(slot: u32) -> Self {
+        let display = format!(":{}", 300 + (std::process::id() % 300) * 4 + slot);
+        let child = Command::new("Xvfb")
+            .args([
+                display.as_str(),
+                "-nolisten",
+                "tcp",
+                "-screen",
+                "0",
+                "64x64x24",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb starts");
+        let socket = format!("/tmp/.X11-unix/X{}", &display[1..]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Path::new(&socket).exists() {
+            assert!(
+                Instant::now() < deadline,
+                "Xvfb did not come up on {display}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, display }
+    }
+
+    /// The bridge's clipboard tool for this display.
+    fn clipboard(&self) -> ToolClipboard {
+        let display = OsString::from(&self.display);
+        let path = std::env::var_os("PATH");
+        let found = desktop::detect(
+            |name| (name == "DISPLAY").then(|| display.clone()),
+            path.as_deref(),
+        )
+        .expect("xclip is found");
+        assert_eq!(found.session(), Session::X11);
+        found
+    }
+
+    /// An X application copies `data` as `target` (xclip keeps serving it in the background).
+    fn copy(&self, target: &str, data: &[u8]) {
+        let mut child = Command::new("xclip")
+            .args(["-selection", "clipboard", "-i", "-t", target])
+            .env("DISPLAY", &self.display)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("xclip runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(data)
+            .expect("write to xclip");
+        assert!(child.wait().expect("xclip forks and exits").success());
+    }
+
+    /// An X application pastes `target`.
+    fn paste(&self, target: &str) -> Vec<u8> {
+        Command::new("xclip")
+            .args(["-selection", "clipboard", "-o", "-t", target])
+            .env("DISPLAY", &self.display)
+            .output()
+            .expect("xclip runs")
+            .stdout
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A 1x1 24-bit BMP file.
+fn bmp() -> Vec<u8> {
+    let mut dib = Vec::new();
+    dib.extend_from_slice(&40u32.to_le_bytes());
+    dib.extend_from_slice(&1i32.to_le_bytes());
+    dib.extend_from_slice(&1i32.to_le_bytes());
+    dib.extend_from_slice(&1u16.to_le_bytes());
+    dib.extend_from_slice(&24u16.to_le_bytes());
+    dib.extend_from_slice(&[0; 24]);
+    dib.extend_from_slice(&[0x11, 0x22, 0x33, 0x00]);
+    encoding::dib_to_bmp(&dib).expect("valid DIB")
+}
+
+#[test]
+fn xclip_carries_text_html_and_bitmaps_through_the_x_clipboard() {
+    if !x11_available("xclip_carries_text_html_and_bitmaps_through_the_x_clipboard") {
+        return;
+    }
+    let x = Xvfb::start(0);
+    let clipboard = x.clipboard();
+    clipboard
+        .write(Format::UnicodeText, "Grüße ✓\nzwei".as_bytes())
+        .unwrap();
+    assert_eq!(x.paste("UTF8_STRING"), "Grüße ✓\nzwei".as_bytes());
+    assert_eq!(clipboard.formats().unwrap(), Formats::UNICODETEXT);
+    x.copy("text/html", b"<b>x</b>");
+    assert_eq!(clipboard.formats().unwrap(), Formats::HTML);
+    assert_eq!(
+        clipboard.read(Format::Html).unwrap().as_deref(),
+        Some(&b"<b>x</b>"[..])
+    );
+    clipboard.write(Format::Bitmap, &bmp()).unwrap();
+    assert_eq!(clipboard.read(Format::Bitmap).unwrap(), Some(bmp()));
+}
+
+#[test]
+fn the_bridge_syncs_a_real_x_clipboard_with_the_host_both_ways() {
+    if !x11_available("the_bridge_syncs_a_real_x_clipboard_with_the_host_both_ways") {
+        return;
+    }
+    let x = Xvfb::start(1);
+    let hgcm = Hgcm::new(HgcmConfig::default());
+    hgcm.register_builtin(vmmdev_svc_clipboard::clipboard_entry, "mode=bidirectional")
+        .expect("register the clipboard service");
+    let device = Device::with_transport(InprocDriver::new(hgcm)).expect("version handshake");
+    let hgcm = device.transport().vm.device.hgcm();
+    let mut host = ClipboardHost::new(|function, params: &mut [Parm]| {
+        hgcm.host_call(SERVICE_NAME, function, params)
+    });
+    let client = ClipboardClient::connect(&device).unwrap();
+    let bridge = Bridge::new(
+        &client,
+        x.clipboard(),
+        Box::new(|message| panic!("{message}")),
+    );
+    bridge.prime();
+
+    // Host to guest: the X application pastes what the host copied.
+    host.set_content(&Content {
+        text: Some("vom Host: ß".to_owned()),
+        ..Content::default()
+    })
+    .unwrap();
+    while let Some(event) = client.poll_event().unwrap() {
+        assert!(bridge.on_host_event(event));
+    }
+    assert_eq!(x.paste("UTF8_STRING"), "vom Host: ß".as_bytes());
+    assert!(
+        !bridge.check_desktop(),
+        "the host's text is not announced back"
+    );
+
+    // Guest to host: an X application copies, the bridge announces it and answers the host's read.
+    x.copy("UTF8_STRING", "aus X11: ü".as_bytes());
+    assert!(bridge.check_desktop());
+    let read = std::thread::scope(|scope| {
+        let reader = scope
+            .spawn(|| host.read_guest(vmmdev_svc_clipboard::Format::Text, Duration::from_secs(10)));
+        let event = client.next_event(Some(Duration::from_secs(10))).unwrap();
+        assert!(bridge.on_host_event(event));
+        reader.join().unwrap()
+    });
+    assert_eq!(read.unwrap(), "aus X11: ü".as_bytes());
+}
