@@ -72,6 +72,7 @@ const SERVICE_STEPS: &[&str] = &[
     "sf-reprobe",
     "guestd-start",
     "guestd-guest-info",
+    "guestd-info-update",
     "guestd-automount",
     "guestd-runtime-add",
     "guestd-runtime-remove",

@@ -5,18 +5,19 @@
 # The host (tests/e2e/tests/boot_with_device.rs, verbs in tests/e2e/src/host_side/guestd.rs) offers the
 # share e2e-auto with ",auto" before boot, holding auto.txt ("auto share"). The guest has no network card,
 # so the daemon runs with --include-loopback and the host checks the lo entry (127.0.0.1, ::1). A utmp
-# file with one live USER_PROCESS record (user e2euser, pid 1) stands for a logged-in user.
+# file with live USER_PROCESS records (pid 1) stands for logged-in users: e2euser, later also e2esecond.
 #
 # These steps run after the shared-folder steps: sf-reprobe unloads the drivers, which a running daemon
 # (holding /dev/vboxguest open and shares mounted) would prevent. guestd-stop ends the daemon.
 
-register_steps guestd-start guestd-guest-info guestd-automount guestd-runtime-add guestd-runtime-remove \
-    guestd-stop
+register_steps guestd-start guestd-guest-info guestd-info-update guestd-automount guestd-runtime-add \
+    guestd-runtime-remove guestd-stop
 
 GUESTD=vboxservice
 GUESTD_PIDFILE=/run/vboxservice.pid
 GUESTD_UTMP=/run/vboxservice-e2e.utmp
 GUESTD_USER=e2euser
+GUESTD_SECOND_USER=e2esecond
 GUESTD_AUTO_SHARE=e2e-auto
 GUESTD_LATE_SHARE=e2e-late
 
@@ -46,18 +47,20 @@ guestd_now_ms() {
     awk '{ printf "%d", $1 * 1000 }' /proc/uptime
 }
 
-# One utmp record (glibc's x86-64 struct utmpx, 384 bytes): USER_PROCESS, pid 1, line ttyS0, the user.
-guestd_write_utmp() {
+# Appends one utmp record (glibc's x86-64 struct utmpx, 384 bytes): USER_PROCESS, pid 1, line ttyS0, user $1.
+guestd_add_utmp_user() {
+    before=$(wc -c <"$GUESTD_UTMP")
     {
         printf '\007\000\000\000\001\000\000\000'
         printf 'ttyS0'
         head -c 27 /dev/zero
         printf 'S0\000\000'
-        printf '%s' "$GUESTD_USER"
-        head -c $((32 - ${#GUESTD_USER})) /dev/zero
+        printf '%s' "$1"
+        head -c $((32 - ${#1})) /dev/zero
         head -c $((384 - 76)) /dev/zero
-    } >"$GUESTD_UTMP"
-    [ "$(wc -c <"$GUESTD_UTMP")" -eq 384 ] || fail "the utmp record is $(wc -c <"$GUESTD_UTMP") bytes, not 384"
+    } >>"$GUESTD_UTMP"
+    added=$(($(wc -c <"$GUESTD_UTMP") - before))
+    [ "$added" -eq 384 ] || fail "the utmp record for $1 is $added bytes, not 384"
 }
 
 # A bad flag is one line and status 2; then the daemon starts, detaches and writes its pid file.
@@ -70,7 +73,8 @@ step_guestd_start() {
     [ "$status" -eq 2 ] || fail "a bad flag exited $status, expected 2: $(one_line "$out")"
     [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] || fail "a bad flag printed more than one line: $(one_line "$out")"
     ip link set lo up || fail "ip link set lo up failed"
-    guestd_write_utmp
+    : >"$GUESTD_UTMP"
+    guestd_add_utmp_user "$GUESTD_USER"
     rm -f "$GUESTD_PIDFILE"
     out=$("$GUESTD" --interval-ms 500 --include-loopback --utmp "$GUESTD_UTMP" --pidfile "$GUESTD_PIDFILE" 2>&1) ||
         fail "$GUESTD exited $?: $(one_line "$out")"
@@ -94,6 +98,25 @@ step_guestd_guest_info() {
     note "host: $answer"
     out=$(vboxcontrol --nologo guestproperty get /VirtualBox/GuestInfo/OS/Release 2>&1)
     [ "$out" = "Value: $release" ] || fail "the guest reads OS/Release as '$(one_line "$out")'"
+}
+
+# A second user logs in: the host sees both within a few rounds, and an unchanged property keeps its
+# timestamp (the daemon writes only what changed).
+step_guestd_info_update() {
+    require_guestd
+    [ -s "$GUESTD_PIDFILE" ] || fail "vboxservice is not running (guestd-start)"
+    stamp=$(host_do guestd-stamp /VirtualBox/GuestInfo/Net/Count) || fail "host: $stamp"
+    guestd_add_utmp_user "$GUESTD_SECOND_USER"
+    release=$(uname -r)
+    tries=0
+    until answer=$(host_do guestd-info "$release" "$GUESTD_USER,$GUESTD_SECOND_USER"); do
+        tries=$((tries + 1))
+        [ "$tries" -lt 10 ] || fail "the host's check: $answer"
+        sleep 1
+    done
+    note "host: $answer"
+    later=$(host_do guestd-stamp /VirtualBox/GuestInfo/Net/Count) || fail "host: $later"
+    [ "$later" = "$stamp" ] || fail "Net/Count was rewritten without a change (timestamp $stamp, then $later)"
 }
 
 # The share offered with ,auto before boot is mounted at /media/sf_<name>.

@@ -5,6 +5,7 @@
 //! | Verb | Does | Answers |
 //! |---|---|---|
 //! | `guestd-info RELEASE USERS` | enumerates `/VirtualBox/GuestInfo/*` and `/VirtualBox/GuestAdd/*`; checks the version, `OS/Product` = `Linux`, `OS/Release` = RELEASE, a `Net/<n>` for `lo` (`127.0.0.1`/`255.0.0.0`, `::1`/`128`, `Up`, MAC `000000000000`) within `Net/Count`, and the users (USERS: comma list, `-` for nobody) | `Version=.. Count=.. lo=Net/<n> users=..` |
+//! | `guestd-stamp NAME` | `guestproperty.get` of NAME | its timestamp (ns), or fails if NAME is not set |
 //! | `guestd-after-stop` | checks what a stopped daemon leaves: no `Net/*`, `LoggedInUsers` `0`, `NoLoggedInUsers` `true`, no list, `OS/Release` kept | `ok` |
 //! | `guestd-share-add NAME` | creates `<run dir>/guestd-shares/NAME/hello.txt` (`hello from NAME`) and adds the share with `automount` | the host directory |
 //! | `guestd-share-remove NAME` | removes the share | `deferred=<bool>` (true while the guest still has it mapped) |
@@ -49,6 +50,20 @@ pub fn register(agent: HostAgent) -> HostAgent {
                 return Err("usage: guestd-info RELEASE USERS".to_owned());
             };
             check_guest_info(&properties(ctx)?, release, users)
+        })
+        .on("guestd-stamp", |ctx, args| {
+            let [name] = args else {
+                return Err("usage: guestd-stamp NAME".to_owned());
+            };
+            let response = ctx.control(json!({"op": "guestproperty.get", "name": name}))?;
+            if response.get("value").is_none_or(Value::is_null) {
+                return Err(format!("{name} is not set"));
+            }
+            response
+                .get("timestamp")
+                .and_then(Value::as_u64)
+                .map(|timestamp| timestamp.to_string())
+                .ok_or_else(|| format!("{name} has no timestamp"))
         })
         .on("guestd-after-stop", |ctx, _| {
             check_after_stop(&properties(ctx)?)
