@@ -72,7 +72,8 @@ note() {
 # as /E2E/Reply, through vboxcontrol: the vboxguest module must be loaded.
 host_do() {
     token=$(head -c 8 /proc/sys/kernel/random/uuid)
-    if ! out=$(vboxcontrol --nologo guestproperty set /E2E/Request "$token $*" 2>&1); then
+    # TRANSIENT: a request must not outlive the VMM in a --property-store, where the next agent would obey it.
+    if ! out=$(vboxcontrol --nologo guestproperty set /E2E/Request "$token $*" --flags TRANSIENT 2>&1); then
         echo "cannot ask the host: $(one_line "$out")"
         return 1
     fi
