@@ -223,11 +223,6 @@ impl<M: Mounter> Automounter<M> {
         &self.mounted
     }
 
-    /// The mounter (for tests and callers that inspect it).
-    pub fn mounter(&self) -> &M {
-        &self.mounter
-    }
-
     /// Where shares go: the command line's choice, else the host's (if the guest cannot have
     /// written it), else the default.
     pub fn placement<T: GuestTransport>(

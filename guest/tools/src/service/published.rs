@@ -101,11 +101,6 @@ impl Published {
         }
     }
 
-    /// The value the host holds for `name`, as far as this subservice knows.
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.on_host.get(name)
-    }
-
     /// Brings the host to `desired`: writes what differs (in name order), then deletes what is
     /// no longer wanted.
     pub fn publish(&mut self, sink: &mut dyn PropertySink, desired: &Desired) -> PublishReport {
@@ -245,7 +240,6 @@ pub(crate) mod tests {
         };
         let report = published.publish(&mut sink, &desired(&[("/A", "1")]));
         assert_eq!(report.failed.len(), 1);
-        assert_eq!(published.get("/A"), None);
         sink.refuse = None;
         published.publish(&mut sink, &desired(&[("/A", "1")]));
         assert_eq!(sink.calls, ["set /A=1"]);
