@@ -205,6 +205,9 @@ pub struct Automounter<M: Mounter> {
     mounter: M,
     mounted: Vec<Mounted>,
     failures: usize,
+    /// Mount points whose last mount or unmount failed: a repeated failure is logged at debug
+    /// level, so a share that cannot be mounted does not fill the log every interval.
+    failing: BTreeSet<PathBuf>,
 }
 
 impl<M: Mounter> Automounter<M> {
@@ -215,6 +218,7 @@ impl<M: Mounter> Automounter<M> {
             mounter,
             mounted: Vec::new(),
             failures: 0,
+            failing: BTreeSet::new(),
         }
     }
 
@@ -287,6 +291,7 @@ impl<M: Mounter> Automounter<M> {
     /// Brings the mounts to `offered`; returns how many steps failed (retried next round).
     pub fn apply(&mut self, offered: &[Offered]) -> usize {
         let mut failed = 0;
+        let mut failing = BTreeSet::new();
         for action in plan(offered, &self.mounted) {
             match action {
                 Action::Unmount(share) => {
@@ -300,7 +305,10 @@ impl<M: Mounter> Automounter<M> {
                             self.mounted.retain(|m| m != &share);
                         }
                         Err(error) => {
-                            log::warn!("automount: unmounting {}: {error}", share.point.display());
+                            let message =
+                                format!("automount: unmounting {}: {error}", share.point.display());
+                            self.report_failure(&share.point, &message);
+                            failing.insert(share.point);
                             failed += 1;
                         }
                     }
@@ -336,18 +344,33 @@ impl<M: Mounter> Automounter<M> {
                             });
                         }
                         Err(error) => {
-                            log::warn!(
+                            let message = format!(
                                 "automount: mounting {:?} at {}: {error}",
                                 share.name,
                                 share.point.display()
                             );
+                            self.report_failure(&share.point, &message);
+                            failing.insert(share.point);
                             failed += 1;
                         }
                     }
                 }
             }
         }
+        self.failing = failing;
         failed
+    }
+
+    /// Logs a failure at `point`: a warning the first time, at debug level while it repeats.
+    fn report_failure(&self, point: &Path, message: &str) {
+        if self.failing.contains(point) {
+            log::debug!("{message} (again)");
+        } else {
+            log::warn!(
+                "{message}; retrying every {} ms",
+                self.config.interval.as_millis()
+            );
+        }
     }
 
     /// One round: read what the host offers and mount or unmount accordingly.
@@ -531,6 +554,57 @@ mod tests {
         };
         let actions = plan(&[clash, offered(1, "a")], &[]);
         assert_eq!(actions, [Action::Mount(offered(1, "a"))]);
+    }
+
+    /// Fails every mount while `broken`.
+    #[derive(Debug, Default)]
+    struct FlakyMounter {
+        broken: bool,
+        mounts: usize,
+    }
+
+    impl Mounter for FlakyMounter {
+        fn is_mounted(&self, _name: &str, _point: &Path) -> bool {
+            false
+        }
+
+        fn mount(&mut self, _request: &MountRequest) -> std::io::Result<bool> {
+            if self.broken {
+                return Err(std::io::Error::from_raw_os_error(libc::ENODEV));
+            }
+            self.mounts += 1;
+            Ok(true)
+        }
+
+        fn unmount(&mut self, _point: &Path, _remove_dir: bool) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_mount_is_retried_by_the_next_apply_until_it_works() {
+        let config = AutomountConfig {
+            mount_dir: None,
+            mount_prefix: None,
+            interval: Duration::from_millis(100),
+        };
+        let mounter = FlakyMounter {
+            broken: true,
+            mounts: 0,
+        };
+        let mut automounter = Automounter::new(config, mounter);
+        let shares = [offered(0, "a")];
+        assert_eq!(automounter.apply(&shares), 1);
+        assert_eq!(automounter.apply(&shares), 1);
+        assert!(automounter.mounted().is_empty());
+        automounter.mounter.broken = false;
+        assert_eq!(automounter.apply(&shares), 0);
+        assert_eq!(automounter.mounted().len(), 1);
+        assert_eq!(automounter.apply(&shares), 0);
+        assert_eq!(
+            automounter.mounter.mounts, 1,
+            "mounted once, then left alone"
+        );
     }
 
     #[test]
