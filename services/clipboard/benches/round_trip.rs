@@ -10,10 +10,13 @@
 //! the scheduling of a separate guest thread. "Null call": Echo's `FN_NOOP` (loaded as a plugin,
 //! built if missing), the framework's own cost per call.
 //!
+//! Criterion measures the means; a second pass records each round trip's latency for the p50 and
+//! p99, which move far less with the machine's load.
+//!
 //! Run: `cargo bench -p vmmdev-svc-clipboard --bench round_trip` (`-- --quick` for a short run).
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -141,7 +144,25 @@ fn guest_to_host(hgcm: &Hgcm, guest: &Client, wire: &[u8]) {
     assert_eq!(host_call(hgcm, HOST_FN_FETCH_GUEST_DATA, &mut fetch), 0);
 }
 
+/// p50 and p99 of `count` runs of `round_trip`.
+fn percentiles(count: usize, mut round_trip: impl FnMut()) -> (Duration, Duration) {
+    let mut samples: Vec<Duration> = (0..count)
+        .map(|_| {
+            let start = Instant::now();
+            round_trip();
+            start.elapsed()
+        })
+        .collect();
+    samples.sort_unstable();
+    let pick = |q: f64| {
+        let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples.get(index).copied().unwrap_or_default()
+    };
+    (pick(0.5), pick(0.99))
+}
+
 fn main() {
+    let quick = std::env::args().any(|a| a == "--test" || a == "--quick");
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
@@ -161,8 +182,14 @@ fn main() {
     );
     assert_eq!(status, 0, "REPORT_FEATURES");
 
+    let mut rows = Vec::new();
     let mut group = criterion.benchmark_group("clipboard_text");
     for size in [1024usize, 1 << 20] {
+        let count = match (quick, size) {
+            (true, _) => 5,
+            (false, 1024) => 2_000,
+            (false, _) => 40,
+        };
         let text: String = (0..size)
             .map(|i| char::from(b'a' + (i % 26) as u8))
             .collect();
@@ -176,6 +203,10 @@ fn main() {
         group.bench_with_input(BenchmarkId::new("host_to_guest", size), &size, |b, _| {
             b.iter(|| host_to_guest(&hgcm, &host_guest, &content, wire.len()))
         });
+        let (p50, p99) = percentiles(count, || {
+            host_to_guest(&hgcm, &host_guest, &content, wire.len())
+        });
+        rows.push((format!("host→guest {size} B"), p50, p99));
         // The guest owns the clipboard for the other direction.
         let (status, _) = host_guest.call(Function::REPORT_FORMATS.raw(), vec![Parm::U32(1)]);
         assert_eq!(status, 0, "REPORT_FORMATS");
@@ -190,6 +221,10 @@ fn main() {
         group.bench_with_input(BenchmarkId::new("guest_to_host", size), &size, |b, _| {
             b.iter(|| guest_to_host(&hgcm, &host_guest, &wire))
         });
+        let (p50, p99) = percentiles(count, || guest_to_host(&hgcm, &host_guest, &wire));
+        rows.push((format!("guest→host {size} B"), p50, p99));
+        // The host takes the clipboard back for the next size's host→guest case.
+        host_call(&hgcm, 0x101, &mut set_content_params(&Content::default()));
     }
     group.finish();
     criterion.bench_function("echo_null_call", |b| {
@@ -199,6 +234,26 @@ fn main() {
         })
     });
     criterion.final_summary();
+    let (null_p50, null_p99) = percentiles(if quick { 5 } else { 20_000 }, || {
+        let (status, _) = echo.call(ECHO_FN_NOOP, Vec::new());
+        assert_eq!(status, 0);
+    });
+    println!();
+    println!("| round trip | p50 (µs) | p99 (µs) | p50 / null-call p50 |");
+    println!("|---|---|---|---|");
+    for (name, p50, p99) in &rows {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} |",
+            p50.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6,
+            p50.as_secs_f64() / null_p50.as_secs_f64()
+        );
+    }
+    println!(
+        "| Echo null call | {:.1} | {:.1} | 1.0 |",
+        null_p50.as_secs_f64() * 1e6,
+        null_p99.as_secs_f64() * 1e6
+    );
     drop((host_guest, echo));
     hgcm.shutdown();
 }

@@ -102,25 +102,36 @@ pub fn text_from_wire(wire: &[u8]) -> Result<String, ConvertError> {
         Some(bom) if bom == UTF16_BOM_LE => wire.get(2..).unwrap_or_default(),
         _ => wire,
     };
-    let units = body
+    let units: Vec<u16> = body
         .chunks_exact(2)
         .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
-        .take_while(|&unit| unit != 0);
-    let mut text = String::with_capacity(body.len() / 2);
-    let mut held_cr = false;
-    for c in char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)) {
-        if held_cr && c != '\n' {
-            text.push('\r');
+        .take_while(|&unit| unit != 0)
+        .collect();
+    let (cr, lf) = (u16::from(b'\r'), u16::from(b'\n'));
+    let mut utf8 = Vec::with_capacity(units.len());
+    let mut at = 0;
+    // ASCII units (most text) are copied as bytes; other runs go through the UTF-16 decoder.
+    while let Some(&unit) = units.get(at) {
+        if unit < 0x80 {
+            let crlf = unit == cr && units.get(at + 1) == Some(&lf);
+            if !crlf {
+                utf8.push(unit as u8);
+            }
+            at += 1;
+            continue;
         }
-        held_cr = c == '\r';
-        if !held_cr {
-            text.push(c);
+        let rest = units.get(at..).unwrap_or_default();
+        let run = rest.iter().position(|&u| u < 0x80).unwrap_or(rest.len());
+        let mut encoded = [0; 4];
+        for c in char::decode_utf16(rest.iter().take(run).copied()) {
+            let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
+            utf8.extend_from_slice(c.encode_utf8(&mut encoded).as_bytes());
         }
+        at += run;
     }
-    if held_cr {
-        text.push('\r');
-    }
-    Ok(text)
+    // Valid by construction; the fallback only guards the construction.
+    Ok(String::from_utf8(utf8)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// Host HTML to the wire: its bytes and a NUL.
