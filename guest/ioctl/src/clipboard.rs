@@ -16,7 +16,9 @@
 //! The client speaks the message protocol of VirtualBox 6.1 and later (feature negotiation,
 //! peek / get / cancel, 64-bit context IDs on data requests), as current Guest Additions do, and
 //! falls back to the legacy protocol (one blocking "get message" call, requests matched by format)
-//! when the host does not offer context IDs. It hides the protocol's two-step dances:
+//! when the host does not offer context IDs. Like current Guest Additions it starts with the HGCM
+//! connect and REPORT_FEATURES; the service function CONNECT of the 6.1 betas is never called
+//! (released hosts answer it with `VERR_NOT_IMPLEMENTED`). It hides the protocol's two-step dances:
 //!
 //! * a host read that does not fit the buffer is repeated with the size the host reported (the
 //!   host clipboard may change in between, so up to [`MAX_TRIES`] times);
