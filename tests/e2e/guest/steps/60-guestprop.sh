@@ -1,4 +1,4 @@
-# Guest properties from a guest program (linux-guest.md §7 items 11-15), with `vboxcontrol`, the
+# Guest properties from a guest program (linux-guest.md §7 items 11-15; issue #5 items 6-7), with `vboxcontrol`, the
 # project's VBoxControl, against the host's VBoxGuestPropSvc through /dev/vboxuser.
 #
 # The host must serve the guest properties service (built in unless --no-default-services) and set
