@@ -784,7 +784,7 @@ impl Service for SharedFolders {
 
     fn disconnect(&mut self, client: ClientId) {
         if let Some(calls) = self.calls.remove(&client) {
-            log::info!("shared folders client {client} disconnected after calls: {calls}");
+            log::info!("shared folders: {client} disconnected after calls: {calls}");
         }
         self.waits.drop_client(client);
         self.server.disconnect(client);
