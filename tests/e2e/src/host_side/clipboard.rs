@@ -5,7 +5,7 @@
 //! | Verb | Does | Answers |
 //! |---|---|---|
 //! | `clip-mode MODE` | `clipboard.mode` set to MODE | the mode the endpoint reports |
-//! | `clip-set SAMPLE` | `clipboard.set` with the [`Sample`] | the sample's size in bytes (host form) |
+//! | `clip-set SAMPLE` | `clipboard.set` of the [`Sample`], from a file in the run directory | the sample's size in bytes (host form) |
 //! | `clip-check FORMAT SAMPLE` | `clipboard.get` of FORMAT; the guest must be the source and the data the sample | `match N` |
 //! | `clip-refused FORMAT` | `clipboard.get` of FORMAT; must be refused by the mode (`VERR_ACCESS_DENIED`) | the endpoint's error |
 //! | `clip-timeout FORMAT MS` | `clipboard.get` with `timeout_ms` MS from a guest that does not answer; must time out, in time | `timed out after N ms` |
@@ -15,6 +15,7 @@
 //! non-ASCII text over two lines, HTML, a small bitmap, and 1 KiB / 1 MiB of text in 64-byte lines (the
 //! line is [`LINE`], as `yes LINE | head -c SIZE` writes it in the guest).
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -53,17 +54,22 @@ pub enum Sample {
 }
 
 impl Sample {
+    /// Every sample.
+    const ALL: [Self; 5] = [
+        Self::Text,
+        Self::Html,
+        Self::Bitmap,
+        Self::Text1k,
+        Self::Text1m,
+    ];
+
     fn parse(name: &str) -> Result<Self, String> {
-        match name {
-            "text" => Ok(Self::Text),
-            "html" => Ok(Self::Html),
-            "bitmap" => Ok(Self::Bitmap),
-            "text-1k" => Ok(Self::Text1k),
-            "text-1m" => Ok(Self::Text1m),
-            other => Err(format!(
-                "unknown sample '{other}' (text, html, bitmap, text-1k, text-1m)"
-            )),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|sample| sample.name() == name)
+            .ok_or_else(|| {
+                format!("unknown sample '{name}' (text, html, bitmap, text-1k, text-1m)")
+            })
     }
 
     /// The sample's bytes in host form (UTF-8 text and HTML, a BMP file).
@@ -77,17 +83,29 @@ impl Sample {
         }
     }
 
-    /// The `clipboard.set` request that puts the sample on the host clipboard.
-    fn set_request(self) -> Value {
-        let bytes = self.bytes();
+    /// The sample's name.
+    fn name(self) -> &'static str {
         match self {
-            Self::Bitmap => json!({
-                "op": "clipboard.set",
-                "bitmap_base64": base64::engine::general_purpose::STANDARD.encode(&bytes),
-            }),
-            Self::Html => json!({"op": "clipboard.set", "html": String::from_utf8_lossy(&bytes)}),
-            _ => json!({"op": "clipboard.set", "text": String::from_utf8_lossy(&bytes)}),
+            Self::Text => "text",
+            Self::Html => "html",
+            Self::Bitmap => "bitmap",
+            Self::Text1k => "text-1k",
+            Self::Text1m => "text-1m",
         }
+    }
+
+    /// The `clipboard.set` request that puts the sample on the host clipboard, from a file in `dir`
+    /// (a request line is limited to 64 KiB; the file has no limit but the service's).
+    fn set_request(self, dir: &Path) -> Result<Value, String> {
+        let path = dir.join(format!("clipboard-sample-{}", self.name()));
+        std::fs::write(&path, self.bytes())
+            .map_err(|error| format!("writing {}: {error}", path.display()))?;
+        let key = match self {
+            Self::Bitmap => "bitmap_path",
+            Self::Html => "html_path",
+            Self::Text | Self::Text1k | Self::Text1m => "text_path",
+        };
+        Ok(json!({"op": "clipboard.set", key: path.to_string_lossy()}))
     }
 }
 
@@ -184,7 +202,7 @@ pub fn register(agent: HostAgent) -> HostAgent {
                 return Err("usage: clip-set SAMPLE".to_owned());
             };
             let sample = Sample::parse(sample)?;
-            ctx.control(sample.set_request())?;
+            ctx.control(sample.set_request(ctx.run_dir())?)?;
             Ok(sample.bytes().len().to_string())
         })
         .on("clip-check", |ctx, args| {
