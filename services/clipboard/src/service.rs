@@ -690,10 +690,9 @@ impl Clipboard {
         if self.requests.get(id).map(|r| r.format) != Some(format) {
             return Err(CallError::Invalid);
         }
-        let result = self.accept_guest_data(client, format, buffer);
-        let answer = match &result {
-            Ok(bytes) => Ok(bytes.clone()),
-            Err(e) => Err(e.status()),
+        let (answer, outcome) = match self.accept_guest_data(client, format, buffer) {
+            Ok(bytes) => (Ok(bytes), Ok(Status::VINF_SUCCESS)),
+            Err(e) => (Err(e.status()), Err(e)),
         };
         let status = answer
             .as_ref()
@@ -702,7 +701,7 @@ impl Clipboard {
             .unwrap_or(Status::VINF_SUCCESS);
         self.requests.answer(id, answer);
         self.notify_guest_data(id, status);
-        result.map(|_| Status::VINF_SUCCESS)
+        outcome
     }
 
     /// Converts guest data to host encoding and, while that guest still owns the clipboard,
