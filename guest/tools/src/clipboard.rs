@@ -133,9 +133,9 @@ pub fn formats_text(formats: Formats) -> String {
     }
 }
 
-/// What became of a `set` in this process.
+/// What became of a command in this process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SetOutcome {
+enum Outcome {
     /// It ran to its end here.
     Done(ExitStatus),
     /// A background process took over the connection and serves the data.
@@ -163,9 +163,29 @@ pub fn clipboard<T: GuestTransport>(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> ExitStatus {
-    if let ClipboardCommand::Bridge { interval_ms } = command {
-        return bridge::run_detected(device, Duration::from_millis(*interval_ms), err);
+    match command {
+        ClipboardCommand::Get { format } => with_client(device, err, |client, err| {
+            Outcome::Done(get(client, (*format).into(), out, err))
+        }),
+        ClipboardCommand::Set(args) => with_client(device, err, |client, err| {
+            set(client, args, input, out, err)
+        }),
+        ClipboardCommand::Watch { count, timeout } => with_client(device, err, |client, err| {
+            Outcome::Done(watch(client, *count, *timeout, out, err))
+        }),
+        ClipboardCommand::Bridge { interval_ms } => {
+            bridge::run_detected(device, Duration::from_millis(*interval_ms), err)
+        }
     }
+}
+
+/// Connects to the service, runs `command` and disconnects, unless the connection went to a
+/// background process.
+fn with_client<'d, T: GuestTransport>(
+    device: &'d Device<T>,
+    err: &mut dyn Write,
+    command: impl FnOnce(&ClipboardClient<'d, T>, &mut dyn Write) -> Outcome,
+) -> ExitStatus {
     let client = match ClipboardClient::connect(device) {
         Ok(client) => client,
         Err(error) => {
@@ -175,23 +195,19 @@ pub fn clipboard<T: GuestTransport>(
             );
         }
     };
-    let status = match command {
-        ClipboardCommand::Get { format } => get(&client, (*format).into(), out, err),
-        ClipboardCommand::Set(args) => match set(&client, args, input, out, err) {
-            SetOutcome::Done(status) => status,
-            SetOutcome::Detached(status) => {
-                // The background process serves on this connection: leave it connected.
-                std::mem::forget(client);
-                return status;
+    match command(&client, err) {
+        Outcome::Done(status) => {
+            if let Err(error) = client.disconnect() {
+                log::warn!("disconnecting from the shared clipboard service: {error}");
             }
-        },
-        ClipboardCommand::Watch { count, timeout } => watch(&client, *count, *timeout, out, err),
-        ClipboardCommand::Bridge { .. } => ExitStatus::Failure,
-    };
-    if let Err(error) = client.disconnect() {
-        log::warn!("disconnecting from the shared clipboard service: {error}");
+            status
+        }
+        Outcome::Detached(status) => {
+            // The background process serves on this connection: leave it connected.
+            std::mem::forget(client);
+            status
+        }
     }
-    status
 }
 
 fn get<T: GuestTransport>(
@@ -225,16 +241,16 @@ fn set<T: GuestTransport>(
     input: &mut dyn Read,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> SetOutcome {
+) -> Outcome {
     let format = Format::from(args.format);
     let mut data = Vec::new();
     if let Err(error) = input.read_to_end(&mut data) {
-        return SetOutcome::Done(fail(err, &format!("reading the data from stdin: {error}")));
+        return Outcome::Done(fail(err, &format!("reading the data from stdin: {error}")));
     }
     let wire = match encoding::to_wire(format, &data) {
         Ok(wire) => wire,
         Err(error) => {
-            return SetOutcome::Done(fail(err, &format!("The data is not usable: {error}")));
+            return Outcome::Done(fail(err, &format!("The data is not usable: {error}")));
         }
     };
     // The service greets a new client with the host's formats; that is not a change to stop at.
@@ -243,21 +259,21 @@ fn set<T: GuestTransport>(
             Ok(Some(_)) => continue,
             Ok(None) => break,
             Err(error) => {
-                return SetOutcome::Done(fail(err, &describe(&error, "read the host's messages")));
+                return Outcome::Done(fail(err, &describe(&error, "read the host's messages")));
             }
         }
     }
     if let Err(error) = client.report_formats(format.flag()) {
-        return SetOutcome::Done(fail(err, &describe(&error, "offer the guest clipboard")));
+        return Outcome::Done(fail(err, &describe(&error, "offer the guest clipboard")));
     }
     if args.background {
         match detach() {
             Ok(Some(child)) => {
-                return SetOutcome::Detached(write_out(out, err, format!("{child}\n").as_bytes()));
+                return Outcome::Detached(write_out(out, err, format!("{child}\n").as_bytes()));
             }
             Ok(None) => {}
             Err(error) => {
-                return SetOutcome::Done(fail(
+                return Outcome::Done(fail(
                     err,
                     &format!("starting the background server: {error}"),
                 ));
@@ -267,7 +283,7 @@ fn set<T: GuestTransport>(
     let deadline = args
         .timeout
         .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms.into())));
-    SetOutcome::Done(match serve(client, format, &wire, args.once, deadline) {
+    Outcome::Done(match serve(client, format, &wire, args.once, deadline) {
         Ok(Served::TimedOut) => {
             // Still the owner: stop offering what nobody will serve any more.
             if let Err(error) = client.report_formats(Formats::NONE) {
