@@ -89,8 +89,15 @@ fn echo_plugin() -> PathBuf {
     let profile = deps.parent().expect("profile dir").to_path_buf();
     let path = profile.join(FILE);
     if !path.is_file() {
+        // Built in the profile this binary was built in (`cargo test` runs benches in debug).
+        let release = profile.file_name().is_some_and(|name| name == "release");
+        let profile_flag = if release {
+            "--release"
+        } else {
+            "--profile=dev"
+        };
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--release", "-p", "vmmdev-svc-echo-plugin"])
+            .args(["build", profile_flag, "-p", "vmmdev-svc-echo-plugin"])
             .env("CARGO_TARGET_DIR", profile.parent().expect("target dir"))
             .status()
             .expect("cargo runs");
