@@ -1,7 +1,9 @@
 //! The host desktop's clipboard as a [`Backend`] (cargo feature `desktop`), through `arboard`.
 //!
-//! Text and HTML go to and come from the X11 clipboard of the display in `DISPLAY` (on Wayland
-//! desktops, through XWayland). `arboard` serves what was stored from its own thread for as long as
+//! Text and HTML go to and come from the desktop's clipboard: on Wayland (`WAYLAND_DISPLAY`) through
+//! the data-control protocol where the compositor offers it (wlroots-based ones, KDE), otherwise the
+//! X11 clipboard of `DISPLAY` (XWayland on other Wayland desktops). Only the X11 path is tested here
+//! (against Xvfb). `arboard` serves what was stored from its own thread for as long as
 //! the backend lives, so a host application pasting never waits for the guest: the service stores
 //! guest data once it has been read (`clipboard.get`), and host applications see it from then on.
 //! Bitmaps stay in memory on the host side: `arboard`'s image support needs the `image` crate,

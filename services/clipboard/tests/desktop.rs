@@ -76,6 +76,12 @@ impl Xvfb {
             .write_all(text.as_bytes())
             .expect("write");
         child.wait().expect("xclip forks and exits");
+        // The forked xclip takes the selection a moment later: wait until it serves the text.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.xclip_out("UTF8_STRING") != text {
+            assert!(Instant::now() < deadline, "xclip never took the clipboard");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
