@@ -5,7 +5,10 @@
 //! linux-guest.md §7 that the image carries (items 1–15: HGCM against the example echo service, and
 //! guest properties against VBoxGuestPropSvc) must pass, and a host directory must mount with the
 //! kernel's own vboxsf and pass the shared-folder checks of items 18–41 (steps/70-sf.sh) against
-//! VBoxSharedFolders, including a read-only share and a symlink that points out of the share. Port 0x504 is not part of the vfio-user device, so under QEMU the backdoor log is
+//! VBoxSharedFolders, including a read-only share and a symlink that points out of the share. The shared
+//! clipboard (steps/80-clipboard.sh) must carry text, HTML and bitmaps both ways against
+//! VBoxSharedClipboard, enforce every mode, and survive a guest program that never answers the host.
+//! Port 0x504 is not part of the vfio-user device, so under QEMU the backdoor log is
 //! captured by QEMU's own debug console on that port, and the test checks the guest's text arrived there.
 
 use std::path::{Path, PathBuf};
