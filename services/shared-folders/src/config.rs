@@ -19,7 +19,9 @@
 //! * `max_handles=N`: most handles one client may hold open at once (default 4096, 1–1048576).
 //!   Each open handle holds one host file descriptor, so the embedding process's
 //!   `RLIMIT_NOFILE` should leave room for them; when the process runs out, CREATE fails with
-//!   `VERR_TOO_MANY_OPEN_FILES` (the guest sees `ENFILE`).
+//!   `VERR_TOO_MANY_OPEN_FILES` (the guest sees `ENFILE`). Besides the handles, each share keeps
+//!   its root, one inotify instance and up to 256 cached directories open (the directory cache
+//!   of [`crate::share`]); a share whose inotify instance cannot be created works uncached.
 //!
 //! At most 64 shares. Anything else (unknown keys or flags, repeated flags, relative paths,
 //! missing directories) refuses the whole configuration.
