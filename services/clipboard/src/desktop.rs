@@ -11,7 +11,7 @@
 //!
 //! A host application copying something does not reach the service by itself (HGCM services run
 //! only when called): the embedder calls the host function [`crate::host::HOST_FN_SYNC_HOST`]
-//! when it wants the guest told, e.g. from a timer.
+//! when it wants the guest told, or keeps a [`crate::host::SyncTimer`] running.
 
 use vmmdev_protocol::services::clipboard::Formats;
 

@@ -20,6 +20,8 @@
 //! (either side), and [`NOTIFY_GUEST_DATA`] `u32 request ID, i32 status` when a request is
 //! answered (or its client went away).
 
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vmmdev_hgcm_sdk::{Buffer, Direction, Parm};
@@ -337,6 +339,47 @@ where
     }
 }
 
+/// Calls [`HOST_FN_SYNC_HOST`] every interval on its own thread until dropped, so what a desktop
+/// application copies reaches the guest (with the desktop backend; harmless with the memory one).
+#[derive(Debug)]
+pub struct SyncTimer {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SyncTimer {
+    /// Starts syncing through `client` every `interval`.
+    pub fn start<F, E>(mut client: ClipboardHost<F>, interval: Duration) -> std::io::Result<Self>
+    where
+        F: FnMut(u32, &mut [Parm]) -> Result<i32, E> + Send + 'static,
+        E: std::error::Error + 'static,
+    {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("clipboard-sync".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    if let Err(e) = client.sync_host() {
+                        log::warn!("shared clipboard: desktop sync failed: {e}");
+                    }
+                }
+            })?;
+        Ok(SyncTimer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for SyncTimer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +396,29 @@ mod tests {
         assert_eq!(params[0].as_u32(), Some(Formats::UNICODETEXT.bits()));
         assert_eq!(reply(&params, 1), Some(b"hi".to_vec()));
         assert_eq!(reply(&params, 2), Some(Vec::new()));
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("unreachable")]
+    struct Unreachable;
+
+    #[test]
+    fn sync_timer_syncs_until_dropped() {
+        let (calls, seen) = mpsc::channel();
+        let client = ClipboardHost::new(move |function, _: &mut [Parm]| {
+            let _ = calls.send(function);
+            Ok::<i32, Unreachable>(0)
+        });
+        let timer = SyncTimer::start(client, Duration::from_millis(5)).expect("thread");
+        assert_eq!(
+            seen.recv_timeout(Duration::from_secs(5)),
+            Ok(HOST_FN_SYNC_HOST)
+        );
+        drop(timer);
+        // The thread has ended: the client it owned, with the sender in it, is gone.
+        let leftover = std::iter::from_fn(|| seen.try_recv().ok()).count();
+        assert!(leftover < 10_000);
+        assert_eq!(seen.try_recv(), Err(mpsc::TryRecvError::Disconnected));
     }
 
     #[test]

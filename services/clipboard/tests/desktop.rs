@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use vmmdev_protocol::status::Status;
+use vmmdev_svc_clipboard::host::SyncTimer;
 use vmmdev_svc_clipboard::{Content, Format};
 
 fn installed(program: &str) -> bool {
@@ -123,6 +124,16 @@ fn desktop_clipboard_carries_text_both_ways() {
     f.host().sync_host().expect("sync");
     assert_eq!(guest.get_formats().0, Status::VINF_SUCCESS);
     assert_eq!(guest.read(1, 256).1, utf16("copied on the desktop\0"));
+
+    // A sync timer does the same without being asked.
+    let _timer = SyncTimer::start(f.host(), Duration::from_millis(20)).expect("timer");
+    x.xclip_in("copied again");
+    let (_, parked) = guest.peek_wait();
+    parked
+        .recv_timeout(DEADLINE)
+        .expect("announced by the timer");
+    assert_eq!(guest.get_formats().0, Status::VINF_SUCCESS);
+    assert_eq!(guest.read(1, 256).1, utf16("copied again\0"));
 
     // Guest → desktop: once read, the guest's text is on the desktop clipboard.
     guest.report_formats(1);
