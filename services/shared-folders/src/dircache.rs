@@ -124,10 +124,16 @@ impl DirCache {
         components: &[String],
         resolve: u64,
     ) -> Option<Arc<OwnedFd>> {
-        if !self.usable || components.is_empty() || !components.iter().all(|c| plain(c)) {
+        let cacheable = !components.is_empty()
+            && components.len() <= MAX_ENTRIES
+            && components.iter().all(|c| plain(c));
+        if !self.usable || !cacheable {
             return None;
         }
         self.apply_events();
+        if !self.usable {
+            return None;
+        }
         if let Some(entry) = self.entries.get(components) {
             return Some(Arc::clone(&entry.fd));
         }
@@ -467,6 +473,14 @@ mod tests {
                 .directory(root.as_fd(), &components("a"), RESOLVE)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn paths_deeper_than_the_cache_are_left_to_the_caller() {
+        let (_dir, root, mut cache) = setup();
+        let deep = vec!["a".to_owned(); MAX_ENTRIES + 1];
+        assert!(cache.directory(root.as_fd(), &deep, RESOLVE).is_none());
+        assert_eq!(cache.len(), 0);
     }
 
     #[test]
