@@ -27,6 +27,10 @@
 //!   cache stops being used). When the cache is full it is emptied rather than trimmed, so the
 //!   invariant "every cached entry's parent is cached or is the root" always holds.
 //!
+//! What it costs: a lookup through a symlinked directory tries the walk first (one `openat2`
+//! refused with `ELOOP`) before resolving from the root; nothing negative is remembered, since a
+//! name that later becomes a directory would not be seen.
+//!
 //! What the cache does not see: a file system mounted onto a cached directory on the host
 //! after it was cached (inotify reports no mounts). Lookups keep answering from the directory
 //! underneath — still beneath the root, never outside it — until the entry is invalidated.
