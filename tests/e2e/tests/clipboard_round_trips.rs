@@ -3,7 +3,8 @@
 //!
 //! Every loop of the `clip-rtt` step (`tests/e2e/guest/steps/80-clipboard.sh`) is booted twice under
 //! QEMU/TCG with the same steps and a different number of rounds; everything but the rounds is the same
-//! in both boots, so the difference of the server's message counts (its `client disconnected:` report)
+//! in both boots, so the difference of the server's message counts (the `client disconnected:` report
+//! of a `vmmdev-vfio-user --once` the test starts itself, so that the server writes it before it exits)
 //! divided by the difference of the rounds is the cost of one round:
 //!
 //! * `h2g-SIZE`: the guest runs `vboxcontrol clipboard get` of host text of SIZE (a new process each
@@ -17,10 +18,14 @@
 //! when a boot does. Run it with `--ignored` the way `tests/run-all.sh` runs the boot tests.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use vmmdev_e2e::artifacts::{Artifacts, artifacts_or_skip, run_dir};
-use vmmdev_e2e::backend::{BootSpec, DeviceServer};
+use vmmdev_e2e::backend::BootSpec;
 use vmmdev_e2e::expect::Expectations;
 use vmmdev_e2e::host_agent::control_socket_path;
 use vmmdev_e2e::host_side;
@@ -29,6 +34,9 @@ use vmmdev_e2e::runner::{RunOptions, boot};
 
 /// The steps of every boot: the agent's round trip, then the loop.
 const STEPS: &[&str] = &["host-agent", "clip-rtt"];
+
+/// How long the server may take to create its socket, and to exit once the VM is gone.
+const SERVER_WAIT: Duration = Duration::from_secs(30);
 
 /// The loops, with the two round counts each is booted with.
 const LOOPS: &[(&str, u32, u32)] = &[
@@ -63,6 +71,79 @@ fn message_counts(server_log: &Path) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// A `vmmdev-vfio-user --once` this test starts itself, so that it can let the server write its
+/// disconnect report and exit on its own (the boot runner kills the servers it starts when the VM ends).
+struct OnceServer {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl OnceServer {
+    fn start(server: &Path, dir: &Path, control_socket: &Path) -> Self {
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let socket = std::env::temp_dir().join(format!(
+            "vmmdev-clip-{}-{}.sock",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&socket);
+        let log = dir.join("once-server.log");
+        let file = File::create(&log).unwrap();
+        let child = Command::new(server)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--once")
+            .arg("--control")
+            .arg(control_socket)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting {}: {error}", server.display()));
+        let deadline = Instant::now() + SERVER_WAIT;
+        while !socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not create {}",
+                socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, socket, log }
+    }
+
+    /// QEMU's `-device` argument for the server's socket.
+    fn device_argument(&self) -> String {
+        format!(
+            r#"{{"driver":"vfio-user-pci","socket":{{"path":"{}","type":"unix"}}}}"#,
+            self.socket.display()
+        )
+    }
+
+    /// Waits for the server to exit after its client went away, and returns its message counts.
+    fn finish(mut self) -> BTreeMap<String, u64> {
+        let deadline = Instant::now() + SERVER_WAIT;
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit after the VM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        message_counts(&self.log)
+    }
+}
+
+impl Drop for OnceServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
 /// Boots the `clip-rtt` loop `name` with `rounds` rounds and returns the server's counts and the step's
 /// notes.
 fn boot_loop(
@@ -74,23 +155,16 @@ fn boot_loop(
 ) -> (BTreeMap<String, u64>, Vec<String>) {
     std::fs::create_dir_all(dir).unwrap();
     let control_socket = control_socket_path(dir);
-    let mut device = DeviceServer::new(server);
-    device
-        .args
-        .extend(["--control".into(), control_socket.clone().into()]);
+    let once = OnceServer::start(server, dir, &control_socket);
+    let backend = QemuTcg::new(&artifacts.qemu)
+        .with_extra_args(["-device".to_owned(), once.device_argument()]);
     let expected = Expectations::new().pass(STEPS);
-    let mut spec = BootSpec::test(&artifacts.kernel, &artifacts.initrd, &expected.step_names())
-        .with_device(device);
+    let mut spec = BootSpec::test(&artifacts.kernel, &artifacts.initrd, &expected.step_names());
     spec.cmdline.push_str(&format!(
         " vmmdev.clip_rtt={name} vmmdev.clip_rounds={rounds}"
     ));
     let agent = host_side::agent().start(control_socket, dir.to_owned());
-    let run = boot(
-        &QemuTcg::new(&artifacts.qemu),
-        &spec,
-        dir,
-        &RunOptions::default(),
-    );
+    let run = boot(&backend, &spec, dir, &RunOptions::default());
     let served = agent.stop();
     let run = run.unwrap();
     if let Err(mismatch) = run.verify(&expected) {
@@ -101,7 +175,7 @@ fn boot_loop(
         .step("clip-rtt")
         .map(|step| step.notes.clone())
         .unwrap_or_default();
-    (message_counts(&dir.join("server.log")), notes)
+    (once.finish(), notes)
 }
 
 #[test]
