@@ -4,7 +4,8 @@
 //! (the exit count per call and per acknowledge is the monitor's figure in docs/PERFORMANCE.md). Skipped
 //! (with a `SKIPPED:` line) where `/dev/kvm` cannot be opened.
 
-use std::io::Write;
+mod common;
+
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -27,8 +28,7 @@ use vmmdev_protocol::vmmdev::{
 use zerocopy::IntoBytes;
 use zerocopy::little_endian::{I32, U32};
 
-/// Where the ELF places the code (and its entry point), as a Linux vmlinux would.
-const ENTRY: u64 = 0x100_0000;
+use common::{Console, ENTRY, elf, kvm_or_skip};
 
 /// Prints 'K', reads the vendor/device dword of 00:04.0 through 0xCF8/0xCFC and prints its four bytes,
 /// then pulses the i8042 reset line.
@@ -55,63 +55,6 @@ const GUEST: &[u8] = &[
     0xf4, // hlt
     0xeb, 0xfd, // jmp back to hlt
 ];
-
-fn kvm_or_skip(test: &str) -> bool {
-    let usable = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !usable {
-        println!("SKIPPED: {test}: /dev/kvm cannot be opened");
-    }
-    usable
-}
-
-/// A minimal ELF64 executable with one loadable segment holding `code` at [`ENTRY`].
-fn elf(code: &[u8]) -> Vec<u8> {
-    const SEGMENT_OFFSET: u64 = 0x1000;
-    let mut file = Vec::new();
-    file.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
-    file.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    file.extend_from_slice(&0x3eu16.to_le_bytes()); // EM_X86_64
-    file.extend_from_slice(&1u32.to_le_bytes());
-    file.extend_from_slice(&ENTRY.to_le_bytes());
-    file.extend_from_slice(&64u64.to_le_bytes()); // program headers right after this header
-    file.extend_from_slice(&0u64.to_le_bytes()); // no section headers
-    file.extend_from_slice(&0u32.to_le_bytes());
-    file.extend_from_slice(&64u16.to_le_bytes());
-    file.extend_from_slice(&56u16.to_le_bytes());
-    file.extend_from_slice(&1u16.to_le_bytes());
-    file.extend_from_slice(&[0; 6]);
-    file.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-    file.extend_from_slice(&5u32.to_le_bytes()); // R+X
-    file.extend_from_slice(&SEGMENT_OFFSET.to_le_bytes());
-    file.extend_from_slice(&ENTRY.to_le_bytes());
-    file.extend_from_slice(&ENTRY.to_le_bytes());
-    file.extend_from_slice(&(code.len() as u64).to_le_bytes());
-    file.extend_from_slice(&(code.len() as u64).to_le_bytes());
-    file.extend_from_slice(&0x1000u64.to_le_bytes());
-    file.resize(SEGMENT_OFFSET as usize, 0);
-    file.extend_from_slice(code);
-    file
-}
-
-/// Forwards what the guest writes on its serial console.
-struct Console(mpsc::Sender<u8>);
-
-impl Write for Console {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        for &byte in bytes {
-            let _ = self.0.send(byte);
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[test]
 fn bare_guest_reads_vmmdev_identity_through_conf1_and_resets_the_machine() {
