@@ -27,6 +27,10 @@ const PROBE_SEQUENCE: &[u32] = &[4, 58, 50, 42, 56, 2, 20, 220, 59];
 /// The whole run: boot to `/init` takes minutes where guest kernel code is emulated.
 const RUN_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 
+/// The guest runs on two vCPUs, as the monitor must support (the kernel brings the second up with
+/// INIT/SIPI through its real-mode trampoline).
+const VCPUS: u8 = 2;
+
 fn test_dir(test: &str) -> PathBuf {
     run_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), test)
 }
@@ -39,7 +43,7 @@ fn kvm_monitor_runs_the_scripted_session_and_checks_probe_order_and_cancels() {
     };
     let expected = Expectations::new().pass(DEVICE_STEPS);
     let spec = BootSpec::test(&artifacts.kernel, &artifacts.initrd, &expected.step_names());
-    let backend = KvmMonitor::new(&artifacts.monitor);
+    let backend = KvmMonitor::new(&artifacts.monitor).with_vcpus(VCPUS);
     let options = RunOptions {
         timeout: RUN_TIMEOUT,
         exit_grace: Duration::from_secs(120),
@@ -51,16 +55,22 @@ fn kvm_monitor_runs_the_scripted_session_and_checks_probe_order_and_cancels() {
     if let Err(mismatch) = run.verify(&expected) {
         let serial = std::fs::read_to_string(run.dir.serial_log()).unwrap_or_default();
         if guest_syscalls_unsupported_by_host(&serial) {
-            // The monitor did its part: the kernel booted, enumerated the device and ran /init; this host's
-            // KVM cannot deliver the first system call of user space (kvm-vmm.md §0, PVM native mode).
+            // The monitor did its part: the kernel booted on both vCPUs, enumerated the device and ran
+            // /init; this host's KVM cannot deliver the first system call of user space (PVM native mode:
+            // SYSCALL from ring 3 jumps to MSR_LSTAR without leaving ring 3; vmmdev_monitor::host).
             assert!(
                 serial.contains("[80ee:cafe]") && serial.contains("Run /init as init process"),
                 "the kernel did not enumerate VMMDev or did not reach /init:\n{mismatch}"
             );
+            assert!(
+                serial.contains(&format!("Brought up 1 node, {VCPUS} CPUs")),
+                "the kernel did not bring up {VCPUS} vCPUs:\n{mismatch}"
+            );
             let line = format!(
-                "SKIPPED: {test}: this host's KVM cannot run guest user space (the first system call \
-                 faults at entry_SYSCALL_64 in user mode); the kernel booted on the monitor, found \
-                 80ee:cafe on bus 0 and started /init. Run it where /proc/cpuinfo has vmx or svm."
+                "SKIPPED: {test}: this host's KVM cannot run guest user space (PVM native mode: SYSCALL \
+                 from ring 3 reaches entry_SYSCALL_64 still in ring 3 and faults); the kernel booted on \
+                 the monitor with {VCPUS} vCPUs, found 80ee:cafe on bus 0 and started /init. Run it \
+                 where /proc/cpuinfo has vmx or svm."
             );
             println!("{line}");
             eprintln!("{line}");
