@@ -16,7 +16,8 @@
 //! - [`pci`]: configuration mechanism #1 with the host bridge; [`serial`]: the console; [`intx`]: VMMDev's
 //!   interrupt on KVM.
 //! - [`emulation`]: instructions KVM could not emulate (hosts that emulate guest kernel code); [`host`]:
-//!   what the host's KVM is, where that changes the machine (PVM).
+//!   what the host's KVM is, where that changes the machine (PVM); [`syscall_bridge`]: ring-3 system calls
+//!   where that KVM leaves SYSCALL in ring 3.
 //! - [`exits`]: VM exit counters; [`audit`]: the host's check that cancelled requests stay untouched.
 //! - [`vm`]: the VM and how a run ends; inside it, the machine the vCPUs see (port map, BARs) and the
 //!   vCPU threads.
@@ -58,5 +59,6 @@ pub mod memory;
 pub mod mptable;
 pub mod pci;
 pub mod serial;
+pub mod syscall_bridge;
 mod vcpu;
 pub mod vm;

@@ -29,6 +29,7 @@ use crate::exits::{ExitCounters, ExitKind, RequestKind};
 use crate::layout;
 use crate::pci::{CONFIG_ADDRESS, CONFIG_DATA, PciBus};
 use crate::serial::Console;
+use crate::syscall_bridge::Bridge;
 use crate::vm::VmExit;
 
 /// Offset of `requestType` in every VMMDev request.
@@ -47,7 +48,9 @@ pub(crate) struct Machine {
     pub(crate) console: Console,
     pub(crate) counters: Arc<ExitCounters>,
     pub(crate) audit: CancelAudit,
-    pub(crate) workarounds: [AtomicU64; 3],
+    pub(crate) workarounds: [AtomicU64; 4],
+    /// Ring-3 system calls completed by the monitor (PVM hosts only).
+    pub(crate) syscall_bridge: Option<Bridge>,
     pub(crate) outcome: Mutex<Option<VmExit>>,
     pub(crate) ended: Condvar,
     pub(crate) stopping: AtomicBool,

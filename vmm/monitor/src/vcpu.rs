@@ -3,12 +3,16 @@
 //! Port I/O goes to the [`Machine`]; a triple fault, a KVM system event or a failed entry ends the run;
 //! `KVM_EXIT_INTERNAL_ERROR` is the host's instruction emulator giving up, which the thread either
 //! completes with one of [`crate::emulation`]'s workarounds or reports with RIP and instruction bytes.
+//! Where the machine has a [`crate::syscall_bridge`], the thread arms it once the guest is ready and
+//! completes the page faults it turns into exits.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use kvm_bindings::{KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_bindings::{
+    KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN, Msrs, kvm_msr_entry, kvm_regs,
+};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use parking_lot::Mutex;
 use vm_memory::{Bytes, GuestAddress};
@@ -16,10 +20,18 @@ use vm_memory::{Bytes, GuestAddress};
 use crate::emulation::{self, InternalError, Workaround};
 use crate::exits::ExitKind;
 use crate::machine::Machine;
+use crate::syscall_bridge::{
+    self, Bridge, FAULT_FRAME_LEN, FaultFrame, Hook, INT3, MSR_LSTAR, MSR_STAR, PAGE_FAULT_VECTOR,
+};
 use crate::vm::VmExit;
 
 /// Emulation workarounds of one kind logged at info level before the rest go to debug.
 const WORKAROUNDS_LOGGED: u64 = 3;
+/// EFER.LMA: the vCPU is in long mode.
+const EFER_LMA: u64 = 1 << 10;
+/// Bytes of a 64-bit IDT gate, and its present bit (in byte 5).
+const IDT_GATE_LEN: u64 = 16;
+const IDT_GATE_PRESENT: u8 = 0x80;
 
 /// One vCPU's loop: run, handle the exit, repeat until the machine stops.
 pub(crate) fn run_vcpu(
@@ -91,6 +103,24 @@ pub(crate) fn run_vcpu(
         if let Some(exit) = exit {
             machine.finish(exit);
         }
+        if let Some(bridge) = &machine.syscall_bridge {
+            if !bridge.settled() {
+                machine.try_arm_syscall_bridge(&vcpu, bridge);
+            }
+        }
+    }
+}
+
+/// Reads one MSR of `vcpu`.
+fn read_msr(vcpu: &VcpuFd, index: u32) -> Option<u64> {
+    let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
+        index,
+        ..kvm_msr_entry::default()
+    }])
+    .ok()?;
+    match vcpu.get_msrs(&mut msrs) {
+        Ok(1) => msrs.as_slice().first().map(|entry| entry.data),
+        _ => None,
     }
 }
 
@@ -114,6 +144,11 @@ impl Machine {
                 "internal error {error:?}; registers unreadable: {e}"
             ))
         })?;
+        if let Some(hook) = self.syscall_bridge.as_ref().and_then(Bridge::hook) {
+            if regs.rip == hook.handler {
+                return self.complete_page_fault(vcpu, regs, hook).map_err(crashed);
+            }
+        }
         if error.suberror != emulation::SUBERROR_EMULATION {
             return Err(crashed(format!(
                 "KVM internal error, suberror {} at RIP {:#x}, data {:x?}",
@@ -190,6 +225,87 @@ impl Machine {
         Ok(())
     }
 
+    /// Arms the system-call bridge once the guest has its system-call entry and #PF gate: patches the
+    /// NOP the #PF handler begins with, or gives up (logged) if it begins with anything else.
+    fn try_arm_syscall_bridge(&self, vcpu: &VcpuFd, bridge: &Bridge) {
+        let Ok(sregs) = vcpu.get_sregs() else {
+            return;
+        };
+        let lstar = read_msr(vcpu, MSR_LSTAR).unwrap_or(0);
+        let gate_end = (PAGE_FAULT_VECTOR + 1) * IDT_GATE_LEN - 1;
+        if sregs.efer & EFER_LMA == 0 || lstar == 0 || u64::from(sregs.idt.limit) < gate_end {
+            return;
+        }
+        let Some(guard) = bridge.begin_arming() else {
+            return;
+        };
+        let gate_address = sregs.idt.base + PAGE_FAULT_VECTOR * IDT_GATE_LEN;
+        let Some(gate) = self.read_virtual(vcpu, gate_address, IDT_GATE_LEN as usize) else {
+            return;
+        };
+        if gate[5] & IDT_GATE_PRESENT == 0 {
+            return;
+        }
+        let handler = u64::from(u16::from_le_bytes([gate[0], gate[1]]))
+            | u64::from(u16::from_le_bytes([gate[6], gate[7]])) << 16
+            | u64::from(u32::from_le_bytes([gate[8], gate[9], gate[10], gate[11]])) << 32;
+        let code = self.read_virtual(vcpu, handler, 8).unwrap_or_default();
+        let physical = vcpu
+            .translate_gva(handler)
+            .ok()
+            .filter(|translation| translation.valid != 0)
+            .map(|translation| translation.physical_address);
+        let armed = match (syscall_bridge::nop_length(&code), physical) {
+            (Some(nop_len), Some(physical)) => self
+                .mem
+                .write_obj(INT3, GuestAddress(physical))
+                .ok()
+                .map(|()| Hook { handler, nop_len }),
+            _ => None,
+        };
+        match armed {
+            Some(hook) => log::info!(
+                "system-call bridge armed: the guest's #PF handler at {handler:#x} stops the vCPU                  ({} NOP patched); SYSCALL entry {lstar:#x}",
+                hook.nop_len
+            ),
+            None => log::warn!(
+                "system-call bridge not armed: the guest's #PF handler at {handler:#x} does not begin                  with a NOP ({}); ring-3 system calls will fault",
+                emulation::hex(&code)
+            ),
+        }
+        bridge.settle(guard, armed);
+    }
+
+    /// A guest page fault stopped at the bridge's `int3`: enters the system call SYSCALL left in ring 3,
+    /// or continues the handler after its NOP.
+    fn complete_page_fault(
+        &self,
+        vcpu: &VcpuFd,
+        mut regs: kvm_regs,
+        hook: Hook,
+    ) -> Result<(), String> {
+        let bytes = self
+            .read_virtual(vcpu, regs.rsp, FAULT_FRAME_LEN)
+            .and_then(|bytes| <[u8; FAULT_FRAME_LEN]>::try_from(bytes).ok())
+            .ok_or_else(|| format!("page fault frame at {:#x} unreadable", regs.rsp))?;
+        let frame = FaultFrame::from_bytes(&bytes);
+        let lstar = read_msr(vcpu, MSR_LSTAR).ok_or("MSR_LSTAR unreadable")?;
+        if frame.is_stranded_syscall(lstar) {
+            let star = read_msr(vcpu, MSR_STAR).ok_or("MSR_STAR unreadable")?;
+            let mut sregs = vcpu.get_sregs().map_err(|e| format!("get_sregs: {e}"))?;
+            (sregs.cs, sregs.ss) = syscall_bridge::syscall_segments(star);
+            vcpu.set_sregs(&sregs)
+                .map_err(|e| format!("set_sregs: {e}"))?;
+            regs.rip = lstar;
+            regs.rsp = frame.rsp;
+            regs.rflags = frame.rflags;
+            self.note_workaround(3, "SYSCALL left in ring 3: entered MSR_LSTAR in ring 0");
+        } else {
+            regs.rip += hook.nop_len;
+        }
+        vcpu.set_regs(&regs).map_err(|e| format!("set_regs: {e}"))
+    }
+
     fn note_workaround(&self, kind: usize, message: &str) {
         let seen = self.workarounds[kind].fetch_add(1, Ordering::Relaxed);
         if seen < WORKAROUNDS_LOGGED {
@@ -209,20 +325,25 @@ impl Machine {
             .collect()
     }
 
-    /// Reads `len` bytes at guest-virtual `address`, page by page.
+    /// Reads `len` bytes at guest-virtual `address`, translating once per page.
     fn read_virtual(&self, vcpu: &VcpuFd, address: u64, len: usize) -> Option<Vec<u8>> {
-        let mut bytes = Vec::with_capacity(len);
-        for i in 0..len as u64 {
-            let virt = address.wrapping_add(i);
+        const PAGE: u64 = 4096;
+        let mut bytes = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            let virt = address.wrapping_add(done as u64);
+            let chunk = usize::try_from(PAGE - virt % PAGE)
+                .unwrap_or(usize::MAX)
+                .min(len - done);
             let translation = vcpu.translate_gva(virt).ok()?;
             if translation.valid == 0 {
                 return None;
             }
-            let byte: u8 = self
-                .mem
-                .read_obj(GuestAddress(translation.physical_address))
+            let target = bytes.get_mut(done..done + chunk)?;
+            self.mem
+                .read_slice(target, GuestAddress(translation.physical_address))
                 .ok()?;
-            bytes.push(byte);
+            done += chunk;
         }
         Some(bytes)
     }

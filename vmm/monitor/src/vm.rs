@@ -33,6 +33,7 @@ use crate::memory;
 use crate::mptable::{self, MpConfig};
 use crate::pci::PciBus;
 use crate::serial::Console;
+use crate::syscall_bridge::Bridge;
 use crate::vcpu::run_vcpu;
 
 /// KVM's API version.
@@ -268,6 +269,14 @@ impl Vm {
                 },
             )?;
 
+        let host = HostKvm::detect();
+        if !host.hypercalls_work() {
+            log::info!(
+                "host KVM is PVM: KVM hypercalls do not complete there, so the paravirtual features that \
+                 need one (PV IPI, PV sched-yield, PV unhalt) are hidden from the guest; ring-3 system \
+                 calls go through the monitor (syscall_bridge)"
+            );
+        }
         let counters = Arc::new(ExitCounters::default());
         let machine = Arc::new(Machine {
             vm: Arc::clone(&vm),
@@ -282,19 +291,13 @@ impl Vm {
             counters,
             audit: CancelAudit::default(),
             workarounds: Default::default(),
+            syscall_bridge: (host == HostKvm::Pvm).then(Bridge::default),
             outcome: Mutex::new(None),
             ended: Condvar::new(),
             stopping: AtomicBool::new(false),
         });
         machine.assign_bars_like_firmware();
 
-        let host = HostKvm::detect();
-        if !host.hypercalls_work() {
-            log::info!(
-                "host KVM is PVM: KVM hypercalls do not complete there, so the paravirtual features that \
-                 need one (PV IPI, PV sched-yield, PV unhalt) are hidden from the guest"
-            );
-        }
         let boot_cpu = BootCpu {
             rip: entry.rip,
             zero_page: entry.zero_page,

@@ -1,11 +1,11 @@
 //! What a Linux guest needs from the host's CPU virtualization besides the device, checked with guests
 //! of a few instructions on real `/dev/kvm`: a second vCPU started with INIT/SIPI that goes from real
-//! mode through protected mode to long mode (Linux's trampoline path), and a system call from ring 3
-//! that arrives in ring 0 at `MSR_LSTAR` (`/init`'s first `syscall`).
+//! mode through protected mode to long mode (Linux's trampoline path), and system calls from ring 3 that
+//! arrive in ring 0 at `MSR_LSTAR` and return with `sysretq` (`/init`'s first `syscall`).
 //!
-//! On PVM's native mode (`vmmdev_monitor::host`) the system call stays in ring 3; on such a host, and
-//! only there, that test prints a `SKIPPED:` line naming the defect instead of failing, so the KVM
-//! session's skip reason is checked in milliseconds. Skipped where `/dev/kvm` cannot be opened.
+//! On PVM's native mode SYSCALL stays in ring 3 and the monitor completes it
+//! (`vmmdev_monitor::syscall_bridge`); the test asserts the same outcome on every host. Skipped where
+//! `/dev/kvm` cannot be opened.
 
 mod common;
 
@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmmdev_hgcm::{Hgcm, HgcmConfig};
-use vmmdev_monitor::host::HostKvm;
 use vmmdev_monitor::intx::IntxMode;
 use vmmdev_monitor::layout::{BOOT_PD, BOOT_PDPT, BOOT_PML4};
 use vmmdev_monitor::loader::BootSource;
@@ -205,20 +204,25 @@ const TSS: u64 = 0x20_a000;
 const KERNEL_STACK: u64 = 0x20_f000;
 const IDT: u64 = 0x31_0000;
 const IDTR: u32 = 0x20_7000;
-/// Ring 3's stack, in the 2 MiB page of the code (the page the test opens to ring 3).
-const USER_STACK: u32 = 0x11f_0000;
-/// Where the fault handler stores the faulting RIP.
+/// Ring 3's code and stack, in the 2 MiB page after the kernel's (the only page open to ring 3; the
+/// system-call entry stays supervisor-only, as Linux's).
+const USER_CODE: u64 = 0x120_0000;
+const USER_STACK: u32 = 0x13f_0000;
+/// Where the fault handler stores the faulting RIP, and the system calls the entry has seen.
 const FAULT_RIP: u32 = 0x20_6000;
+const SYSCALLS: u32 = 0x20_6010;
 const KERNEL_CS: u8 = 0x10;
 const USER_CS: u8 = 0x33;
 
 /// The guest's code with the address of each part: `main` loads the tables, sets EFER.SCE, STAR, LSTAR
-/// and SFMASK and returns to ring 3 with `iretq`; `user` makes the system call; `lstar` prints 'S' and
-/// the low byte of CS and resets; `fault` (#GP, #PF) stores the faulting RIP, prints 'F' and the low
-/// byte of the interrupted CS and resets.
+/// and SFMASK, prints 'R' and returns to ring 3 at [`USER_CODE`] with `iretq`; `lstar` prints 'S' and
+/// the low byte of CS, returns to ring 3 with `sysretq` after the first system call and resets after
+/// the second; `fault` (#GP, #PF; it begins with a NOP, as Linux's entries do) stores the faulting RIP,
+/// prints 'F' and the low byte of the interrupted CS and resets. `user` (two system calls) is written
+/// to [`USER_CODE`] separately.
 struct SyscallGuest {
     code: Vec<u8>,
-    lstar: u64,
+    user: Vec<u8>,
     fault: u64,
 }
 
@@ -246,6 +250,7 @@ fn syscall_guest() -> SyscallGuest {
         code.extend_from_slice(&[0xb9, 0x84, 0x00, 0x00, 0xc0, 0xb8]); // ecx = SFMASK, eax = IF|TF|DF|AC
         code.extend_from_slice(&le(0x4_7700));
         code.extend_from_slice(&[0x31, 0xd2, 0x0f, 0x30]); // edx = 0; wrmsr
+        code.extend_from_slice(&[0x66, 0xba, 0xf8, 0x03, 0xb0, b'R', 0xee]); // print 'R'
         code.extend_from_slice(&[0x6a, USER_CS - 8, 0x68]); // push user SS; push USER_STACK
         code.extend_from_slice(&le(USER_STACK));
         code.extend_from_slice(&[0x6a, 0x02, 0x6a, USER_CS, 0x68]); // push RFLAGS; push USER_CS; push user
@@ -253,35 +258,43 @@ fn syscall_guest() -> SyscallGuest {
         code.extend_from_slice(&[0x48, 0xcf]); // iretq
         code
     };
-    let user = [0x0f, 0x05, 0x0f, 0x0b]; // syscall; ud2
+    let user = vec![0x0f, 0x05, 0x0f, 0x05, 0x0f, 0x0b]; // syscall; syscall; ud2
     let mut lstar = vec![0x66, 0xba, 0xf8, 0x03, 0xb0, b'S', 0xee]; // print 'S'
     lstar.extend_from_slice(&[0x66, 0x8c, 0xc8, 0xee]); // mov ax, cs; print al
+    lstar.extend_from_slice(&[0xff, 0x04, 0x25]); // inc dword [SYSCALLS]
+    lstar.extend_from_slice(&le(SYSCALLS));
+    lstar.extend_from_slice(&[0x83, 0x3c, 0x25]); // cmp dword [SYSCALLS], 2
+    lstar.extend_from_slice(&le(SYSCALLS));
+    lstar.push(0x02);
+    lstar.extend_from_slice(&[0x73, 0x03]); // jae over sysretq to the reset
+    lstar.extend_from_slice(&[0x48, 0x0f, 0x07]); // sysretq
     lstar.extend_from_slice(&RESET);
-    let mut fault = vec![0x48, 0x8b, 0x44, 0x24, 0x08]; // mov rax, [rsp + 8]: RIP
+    let mut fault = vec![0x90]; // nop
+    fault.extend_from_slice(&[0x48, 0x8b, 0x44, 0x24, 0x08]); // mov rax, [rsp + 8]: RIP
     fault.extend_from_slice(&[0x48, 0x89, 0x04, 0x25]); // mov [FAULT_RIP], rax
     fault.extend_from_slice(&le(FAULT_RIP));
     fault.extend_from_slice(&[0x66, 0xba, 0xf8, 0x03, 0xb0, b'F', 0xee]); // print 'F'
     fault.extend_from_slice(&[0x8a, 0x44, 0x24, 0x10, 0xee]); // mov al, [rsp + 16]: CS; print
     fault.extend_from_slice(&RESET);
 
-    let main_len = main(0, 0).len() as u64;
-    let user_at = ENTRY + main_len;
-    let lstar_at = user_at + user.len() as u64;
+    let lstar_at = ENTRY + main(0, 0).len() as u64;
     let fault_at = lstar_at + lstar.len() as u64;
-    let mut code = main(user_at as u32, lstar_at as u32);
-    code.extend_from_slice(&user);
+    let mut code = main(USER_CODE as u32, lstar_at as u32);
     code.extend_from_slice(&lstar);
     code.extend_from_slice(&fault);
     SyscallGuest {
         code,
-        lstar: lstar_at,
+        user,
         fault: fault_at,
     }
 }
 
 /// Writes the GDT, the TSS, the IDT (#GP and #PF, the faults that push an error code, to `fault`) and
-/// opens the code's 2 MiB page to ring 3.
-fn write_syscall_tables(mem: &GuestMemoryMmap, fault: u64) {
+/// ring 3's code, and opens [`USER_CODE`]'s 2 MiB page to ring 3.
+fn write_syscall_tables(mem: &GuestMemoryMmap, guest: &SyscallGuest) {
+    let fault = guest.fault;
+    mem.write_slice(&guest.user, GuestAddress(USER_CODE))
+        .unwrap();
     let tss_descriptor_low =
         0x67 | ((TSS & 0xff_ffff) << 16) | (0x89 << 40) | (((TSS >> 24) & 0xff) << 56);
     let gdt: [u64; 10] = [
@@ -325,39 +338,30 @@ fn write_syscall_tables(mem: &GuestMemoryMmap, fault: u64) {
     };
     user_bit(BOOT_PML4);
     user_bit(BOOT_PDPT);
-    user_bit(BOOT_PD + (ENTRY >> 21) * 8);
+    user_bit(BOOT_PD + (USER_CODE >> 21) * 8);
 }
 
 #[test]
-fn system_call_from_ring_3_enters_ring_0_at_lstar() {
-    let test = "system_call_from_ring_3_enters_ring_0_at_lstar";
+fn system_calls_from_ring_3_enter_ring_0_at_lstar_and_return_with_sysret() {
+    let test = "system_calls_from_ring_3_enter_ring_0_at_lstar_and_return_with_sysret";
     if !kvm_or_skip(test) {
         return;
     }
     let guest = syscall_guest();
     let run = run("syscall", &guest.code, 1, |mem| {
-        write_syscall_tables(mem, guest.fault);
+        write_syscall_tables(mem, &guest)
     });
 
+    let fault_rip: u64 = run.mem.read_obj(GuestAddress(FAULT_RIP.into())).unwrap();
+    println!(
+        "{test}: {:?} console {:x?} fault RIP {fault_rip:#x}",
+        run.exit, run.console
+    );
     assert_eq!(run.exit, VmExit::Reset);
-    let faulted_in_ring_3 =
-        run.console.first() == Some(&b'F') && run.console.get(1) == Some(&USER_CS);
-    if faulted_in_ring_3 && HostKvm::detect() == HostKvm::Pvm {
-        let rip: u64 = run.mem.read_obj(GuestAddress(FAULT_RIP.into())).unwrap();
-        if (guest.lstar..guest.fault).contains(&rip) {
-            let line = format!(
-                "SKIPPED: {test}: this host's KVM ran the system call's target in ring 3: SYSCALL \
-                 loaded RIP = LSTAR but kept CS = {USER_CS:#x}, and the entry's first privileged \
-                 instruction faulted at {rip:#x} (PVM native mode; vmmdev_monitor::host)"
-            );
-            println!("{line}");
-            eprintln!("{line}");
-            return;
-        }
-    }
     assert_eq!(
         run.console,
-        [b'S', KERNEL_CS],
-        "SYSCALL from ring 3 runs the LSTAR entry in ring 0 with STAR's kernel CS"
+        [b'R', b'S', KERNEL_CS, b'S', KERNEL_CS],
+        "each SYSCALL from ring 3 runs the LSTAR entry in ring 0 with STAR's kernel CS, and sysretq \
+         returns to ring 3"
     );
 }
