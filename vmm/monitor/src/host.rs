@@ -12,9 +12,9 @@
 //! * `syscall` from guest ring 3 loads RCX, R11, the masked RFLAGS and RIP = `MSR_LSTAR` but stays in
 //!   ring 3 (CS 0x33), so the kernel's system-call entry faults in user mode; `int 0x80` from ring 3 is
 //!   skipped without a delivery. Exceptions from ring 3 (#GP, #PF, #UD) are delivered through the IDT
-//!   correctly, and `KVM_SET_GUEST_DEBUG` single-steps only the emulated ring-0 code (a hardware
-//!   breakpoint is accepted but never fires), so the monitor gets no exit at which it could complete the
-//!   switch. Guest user space cannot make system calls there; nothing in the monitor changes that.
+//!   correctly, `sysretq` and `iretq` to ring 3 work, and `KVM_SET_GUEST_DEBUG` single-steps only the
+//!   emulated ring-0 code (a hardware breakpoint is accepted but never fires). The monitor completes such
+//!   system calls from the fault they cause ([`crate::syscall_bridge`]).
 
 use std::path::Path;
 
@@ -26,7 +26,7 @@ const PVM_MODULE: &str = "/sys/module/kvm_pvm";
 pub enum HostKvm {
     /// Hardware-assisted KVM (or anything not known to need workarounds).
     Hardware,
-    /// PVM (`kvm_pvm`): guest kernel code emulated, hypercalls and ring-3 system calls broken.
+    /// PVM (`kvm_pvm`): guest kernel code emulated, hypercalls and ring-3 SYSCALL broken.
     Pvm,
 }
 
