@@ -91,6 +91,13 @@ impl Artifacts {
             vfio_user_server,
         })
     }
+
+    /// The device server, which a test booting with the vfio-user device cannot do without.
+    pub fn device_server(&self) -> Result<&Path, ArtifactError> {
+        self.vfio_user_server
+            .as_deref()
+            .ok_or(ArtifactError::Unset(ENV_VFIO_USER_SERVER))
+    }
 }
 
 /// The artifacts, or `None` after printing `SKIPPED: <test>: <why>` to stdout and stderr.
@@ -114,6 +121,40 @@ pub fn artifacts_or_skip(test: &str) -> Option<Artifacts> {
 /// The directory for a test's run files: `<target>/tmp/e2e/<test>` when built by cargo.
 pub fn run_dir(target_tmpdir: &Path, test: &str) -> PathBuf {
     target_tmpdir.join("e2e").join(test)
+}
+
+/// What a boot test with the vfio-user device starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceTest {
+    /// QEMU, kernel and image.
+    pub artifacts: Artifacts,
+    /// The device server.
+    pub server: PathBuf,
+    /// The test's run directory ([`run_dir`]), already created.
+    pub dir: PathBuf,
+}
+
+/// [`artifacts_or_skip`] for a test that boots with the vfio-user device, plus its server and its run
+/// directory under `target_tmpdir` (cargo's `CARGO_TARGET_TMPDIR`).
+///
+/// Unset artifacts skip the test as [`artifacts_or_skip`] does. An unset server does not: run-all.sh
+/// always builds it, so its absence is a broken setup and the test panics, as it does when the run
+/// directory cannot be created.
+pub fn device_test_or_skip(test: &str, target_tmpdir: &Path) -> Option<DeviceTest> {
+    let artifacts = artifacts_or_skip(test)?;
+    let server = match artifacts.device_server() {
+        Ok(server) => server.to_owned(),
+        Err(unset) => panic!("{test}: {unset}"),
+    };
+    let dir = run_dir(target_tmpdir, test);
+    if let Err(error) = std::fs::create_dir_all(&dir) {
+        panic!("{test}: cannot create {}: {error}", dir.display());
+    }
+    Some(DeviceTest {
+        artifacts,
+        server,
+        dir,
+    })
 }
 
 #[cfg(test)]
@@ -181,5 +222,20 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn device_server_of_artifacts_without_one_names_its_variable() {
+        let artifacts = Artifacts {
+            qemu: existing_dir(),
+            kernel: existing_dir(),
+            bzimage: None,
+            initrd: existing_dir(),
+            vfio_user_server: None,
+        };
+        assert_eq!(
+            artifacts.device_server(),
+            Err(ArtifactError::Unset(ENV_VFIO_USER_SERVER))
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! when the guest reported `@@DONE` but the VM did not exit within a grace period. In every case the VM's
 //! and the helpers' process groups are killed before [`boot`] returns. Runs in one test process are
 //! serialized: the machines have two cores, and parallel TCG guests would only distort the timings.
+//! [`boot_with_agent`] is the same run with the [host agent](crate::host_agent) serving the guest's requests.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, BootSpec, LaunchError, RunDir};
 use crate::console::{ConsoleEvent, ConsoleParser, GuestReport};
+use crate::host_agent::{HostAgent, Served, control_socket_path};
 use crate::process::ProcessError;
 
 /// Console lines longer than this are cut (the rest of the line still goes to the serial log).
@@ -281,6 +283,28 @@ pub fn boot(
         dir: run_dir,
         vm_pid,
     })
+}
+
+/// [`boot`] while `agent` answers the guest's `host_do` requests on the run's control socket
+/// ([`control_socket_path`] of `dir`, which the device must be given with `--control`).
+///
+/// The agent is stopped once the run has ended, whether or not it ended well; the run's summary and what
+/// the agent served are printed, so a failing test's output shows both.
+pub fn boot_with_agent(
+    agent: HostAgent,
+    backend: &dyn Backend,
+    spec: &BootSpec,
+    dir: &Path,
+    options: &RunOptions,
+) -> Result<(BootRun, Served), RunError> {
+    let running = agent.start(control_socket_path(dir), dir.to_owned());
+    let run = boot(backend, spec, dir, options);
+    let served = running.stop();
+    if let Ok(run) = &run {
+        println!("{}", run.summary());
+    }
+    println!("{served}");
+    Ok((run?, served))
 }
 
 /// Creates the run directory and removes the files of an earlier run in it.

@@ -7,10 +7,10 @@
 //! reads back while a new one is written and read back after dropping the page cache (item 24). The second
 //! boot's `sf-reboot` step asks `/init` to power off, which ends the run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use vmmdev_e2e::artifacts::{artifacts_or_skip, run_dir};
+use vmmdev_e2e::artifacts::{DeviceTest, device_test_or_skip};
 use vmmdev_e2e::backend::{BootSpec, DeviceServer};
 use vmmdev_e2e::console::StepOutcome;
 use vmmdev_e2e::qemu::QemuTcg;
@@ -37,10 +37,6 @@ const STEPS: &[&str] = &[
 /// The share `sf-reboot` and `demo-mount` use (the name steps/70-sf.sh expects).
 const SHARE: &str = "e2e";
 
-fn test_dir(test: &str) -> PathBuf {
-    run_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), test)
-}
-
 /// How many lines of the serial log start with `marker`.
 fn count_lines(serial: &str, marker: &str) -> usize {
     serial
@@ -52,22 +48,21 @@ fn count_lines(serial: &str, marker: &str) -> usize {
 #[test]
 fn the_guest_reboots_and_the_device_serves_the_second_boot() {
     let test = "the_guest_reboots_and_the_device_serves_the_second_boot";
-    let Some(artifacts) = artifacts_or_skip(test) else {
+    let Some(DeviceTest {
+        artifacts,
+        server,
+        dir,
+    }) = device_test_or_skip(test, Path::new(env!("CARGO_TARGET_TMPDIR")))
+    else {
         return;
     };
-    let Some(server) = &artifacts.vfio_user_server else {
-        panic!(
-            "VMMDEV_VFIO_USER_SERVER is not set: tests/run-all.sh builds the server and sets it"
-        );
-    };
-    let dir = test_dir(test);
     let share_dir = dir.join("share");
     let _ = std::fs::remove_dir_all(&share_dir);
     std::fs::create_dir_all(&share_dir).unwrap();
 
     // A later `-action` overrides the backend's `-no-reboot` (which is `-action reboot=shutdown`).
     let backend = QemuTcg::new(&artifacts.qemu).with_extra_args(["-action", "reboot=reset"]);
-    let mut device = DeviceServer::new(server);
+    let mut device = DeviceServer::new(&server);
     device.args.extend([
         "--share".into(),
         format!("{SHARE}={},symlinks=inside", share_dir.display()).into(),

@@ -16,13 +16,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use vmmdev_e2e::artifacts::{artifacts_or_skip, run_dir};
+use vmmdev_e2e::artifacts::{DeviceTest, device_test_or_skip};
 use vmmdev_e2e::backend::{BootSpec, DeviceServer};
 use vmmdev_e2e::expect::Expectations;
 use vmmdev_e2e::host_agent::control_socket_path;
 use vmmdev_e2e::host_side;
 use vmmdev_e2e::qemu::QemuTcg;
-use vmmdev_e2e::runner::{RunOptions, boot};
+use vmmdev_e2e::runner::{RunOptions, boot_with_agent};
 use vmmdev_e2e::steps::DEVICE_STEPS;
 
 /// The text the `backdoor-log` step writes through the LOG ioctl.
@@ -247,23 +247,17 @@ fn rewrite_on_request(share_dir: PathBuf, stop: Arc<AtomicBool>) -> std::thread:
     })
 }
 
-fn test_dir(test: &str) -> PathBuf {
-    run_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), test)
-}
-
 #[test]
 fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
     let test = "stock_vboxguest_passes_every_check_against_the_vfio_user_device";
-    let Some(artifacts) = artifacts_or_skip(test) else {
+    let Some(DeviceTest {
+        artifacts,
+        server,
+        dir,
+    }) = device_test_or_skip(test, Path::new(env!("CARGO_TARGET_TMPDIR")))
+    else {
         return;
     };
-    let Some(server) = &artifacts.vfio_user_server else {
-        panic!(
-            "VMMDEV_VFIO_USER_SERVER is not set: tests/run-all.sh builds the server and sets it"
-        );
-    };
-    let dir = test_dir(test);
-    std::fs::create_dir_all(&dir).unwrap();
     let debugcon = dir.join("port-0x504.log");
     let _ = std::fs::remove_file(&debugcon);
     let backend = QemuTcg::new(&artifacts.qemu).with_extra_args([
@@ -275,7 +269,7 @@ fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
     let (share_dir, read_only_dir, no_links_dir) = prepare_shares(&dir).unwrap();
     let auto_share_dir = host_side::guestd::prepare_auto_share(&dir).unwrap();
     let control_socket = control_socket_path(&dir);
-    let mut device = DeviceServer::new(server);
+    let mut device = DeviceServer::new(&server);
     device.args.extend([
         "--control".into(),
         control_socket.clone().into(),
@@ -309,15 +303,17 @@ fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
 
     let stop_rewriter = Arc::new(AtomicBool::new(false));
     let rewriter = rewrite_on_request(share_dir.clone(), Arc::clone(&stop_rewriter));
-    let agent = host_side::agent().start(control_socket, dir.clone());
-    let run = boot(&backend, &spec, &dir, &RunOptions::default());
-    let served = agent.stop();
+    let run = boot_with_agent(
+        host_side::agent(),
+        &backend,
+        &spec,
+        &dir,
+        &RunOptions::default(),
+    );
     stop_rewriter.store(true, Ordering::Relaxed);
     rewriter.join().unwrap();
-    let run = run.unwrap();
+    let (run, _) = run.unwrap();
 
-    println!("{}", run.summary());
-    println!("{served}");
     if let Err(mismatch) = run.verify(&expected) {
         panic!("{mismatch}");
     }

@@ -24,13 +24,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use vmmdev_e2e::artifacts::{Artifacts, artifacts_or_skip, run_dir};
+use vmmdev_e2e::artifacts::{Artifacts, DeviceTest, device_test_or_skip};
 use vmmdev_e2e::backend::BootSpec;
 use vmmdev_e2e::expect::Expectations;
 use vmmdev_e2e::host_agent::control_socket_path;
 use vmmdev_e2e::host_side;
 use vmmdev_e2e::qemu::QemuTcg;
-use vmmdev_e2e::runner::{RunOptions, boot};
+use vmmdev_e2e::runner::{RunOptions, boot_with_agent};
 
 /// The steps of every boot: the agent's round trip, then the loop.
 const STEPS: &[&str] = &["host-agent", "clip-rtt"];
@@ -45,10 +45,6 @@ const LOOPS: &[(&str, u32, u32)] = &[
     ("h2g-1m", 1, 4),
     ("g2h-1m", 1, 4),
 ];
-
-fn test_dir(test: &str) -> PathBuf {
-    run_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), test)
-}
 
 /// The counts of the server's last `client disconnected:` report: `messages=N name=N ...`.
 fn message_counts(server_log: &Path) -> BTreeMap<String, u64> {
@@ -163,12 +159,16 @@ fn boot_loop(
     spec.cmdline.push_str(&format!(
         " vmmdev.clip_rtt={name} vmmdev.clip_rounds={rounds}"
     ));
-    let agent = host_side::agent().start(control_socket, dir.to_owned());
-    let run = boot(&backend, &spec, dir, &RunOptions::default());
-    let served = agent.stop();
-    let run = run.unwrap();
+    let (run, _) = boot_with_agent(
+        host_side::agent(),
+        &backend,
+        &spec,
+        dir,
+        &RunOptions::default(),
+    )
+    .unwrap();
     if let Err(mismatch) = run.verify(&expected) {
-        panic!("{mismatch}\n{served}");
+        panic!("{mismatch}");
     }
     let notes = run
         .report
@@ -182,28 +182,27 @@ fn boot_loop(
 #[ignore = "a measurement of eight boots (several minutes under TCG): run with --ignored"]
 fn clipboard_round_trips_cost_this_many_vfio_user_messages() {
     let test = "clipboard_round_trips_cost_this_many_vfio_user_messages";
-    let Some(artifacts) = artifacts_or_skip(test) else {
+    let Some(DeviceTest {
+        artifacts,
+        server,
+        dir,
+    }) = device_test_or_skip(test, Path::new(env!("CARGO_TARGET_TMPDIR")))
+    else {
         return;
     };
-    let Some(server) = &artifacts.vfio_user_server else {
-        panic!(
-            "VMMDEV_VFIO_USER_SERVER is not set: tests/run-all.sh builds the server and sets it"
-        );
-    };
-    let dir = test_dir(test);
     println!("| loop | rounds | messages per round | by kind, per round | guest notes |");
     println!("|---|---|---|---|---|");
     for &(name, few, many) in LOOPS {
         let (base, _) = boot_loop(
             &artifacts,
-            server,
+            &server,
             &dir.join(format!("{name}-{few}")),
             name,
             few,
         );
         let (more, notes) = boot_loop(
             &artifacts,
-            server,
+            &server,
             &dir.join(format!("{name}-{many}")),
             name,
             many,

@@ -15,17 +15,17 @@
 //! The value is fresh for every run (kernel parameter `vmmdev.gp_token`), so a store left by an earlier
 //! run cannot make the check pass.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use vmmdev_e2e::artifacts::{artifacts_or_skip, run_dir};
+use vmmdev_e2e::artifacts::{DeviceTest, device_test_or_skip};
 use vmmdev_e2e::backend::{BootSpec, DeviceServer};
 use vmmdev_e2e::console::StepOutcome;
 use vmmdev_e2e::expect::Expectations;
 use vmmdev_e2e::host_agent::control_socket_path;
 use vmmdev_e2e::host_side;
 use vmmdev_e2e::qemu::QemuTcg;
-use vmmdev_e2e::runner::{BootRun, RunOptions, boot};
+use vmmdev_e2e::runner::{BootRun, RunOptions, boot_with_agent};
 
 /// The steps of the first boot: write, then have the VMM killed.
 const FIRST_BOOT_STEPS: &[&str] = &["guestprop-persist-set", "guestprop-persist-kill"];
@@ -35,10 +35,6 @@ const SECOND_BOOT_STEPS: &[&str] = &["guestprop-persist-check"];
 
 /// The persistent property the guest writes, as `steps/60-guestprop.sh` names it.
 const KEPT_PROPERTY: &str = "/Test/Persist/Kept";
-
-fn test_dir(test: &str) -> PathBuf {
-    run_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), test)
-}
 
 /// A value no earlier run wrote.
 fn fresh_token() -> String {
@@ -72,35 +68,35 @@ fn boot_on_store(
     let mut spec = BootSpec::test(&artifacts.kernel, &artifacts.initrd, &expected.step_names())
         .with_device(device);
     spec.cmdline.push_str(&format!(" vmmdev.gp_token={token}"));
-    let agent = host_side::agent().start(control_socket, dir.to_owned());
-    let run = boot(&QemuTcg::new(qemu), &spec, dir, &RunOptions::default());
-    let served = agent.stop();
-    let run = run.unwrap();
-    println!("{}", run.summary());
-    println!("{served}");
+    let (run, served) = boot_with_agent(
+        host_side::agent(),
+        &QemuTcg::new(qemu),
+        &spec,
+        dir,
+        &RunOptions::default(),
+    )
+    .unwrap();
     (run, served, expected)
 }
 
 #[test]
 fn a_property_the_guest_wrote_survives_a_sigkill_of_the_vmm() {
     let test = "a_property_the_guest_wrote_survives_a_sigkill_of_the_vmm";
-    let Some(artifacts) = artifacts_or_skip(test) else {
+    let Some(DeviceTest {
+        artifacts,
+        server,
+        dir,
+    }) = device_test_or_skip(test, Path::new(env!("CARGO_TARGET_TMPDIR")))
+    else {
         return;
     };
-    let Some(server) = &artifacts.vfio_user_server else {
-        panic!(
-            "VMMDEV_VFIO_USER_SERVER is not set: tests/run-all.sh builds the server and sets it"
-        );
-    };
-    let dir = test_dir(test);
-    std::fs::create_dir_all(&dir).unwrap();
     let store = dir.join("properties.store");
     let _ = std::fs::remove_file(&store);
     let token = fresh_token();
 
     let (first, served, expected) = boot_on_store(
         &artifacts.qemu,
-        server,
+        &server,
         &artifacts,
         &dir.join("first"),
         &store,
@@ -146,7 +142,7 @@ fn a_property_the_guest_wrote_survives_a_sigkill_of_the_vmm() {
 
     let (second, _, expected) = boot_on_store(
         &artifacts.qemu,
-        server,
+        &server,
         &artifacts,
         &dir.join("second"),
         &store,
