@@ -228,6 +228,34 @@ impl GuestPropError {
         }
     }
 
+    /// The VirtualBox status the host (or the driver on its behalf) answered with, as VBoxControl
+    /// reports it; `None` for a failure found on the guest's side or by errno alone.
+    pub fn host_status(&self) -> Option<Status> {
+        match self {
+            Self::ServiceUnavailable => Some(Status::VERR_HGCM_SERVICE_NOT_FOUND),
+            Self::NotFound { .. } => Some(Status::VERR_NOT_FOUND),
+            Self::AccessDenied {
+                store_read_only: false,
+                ..
+            } => Some(Status::VERR_PERMISSION_DENIED),
+            Self::AccessDenied {
+                store_read_only: true,
+                ..
+            } => Some(Status::VINF_PERMISSION_DENIED),
+            Self::TooLong { .. } => Some(Status::VERR_TOO_MUCH_DATA),
+            Self::Refused { .. } => Some(Status::VERR_INVALID_PARAMETER),
+            Self::BadFlags { .. } => Some(Status::VERR_PARSE_ERROR),
+            Self::TooManyWaits { .. } => Some(Status::VERR_OUT_OF_RESOURCES),
+            Self::Host { status, .. } => Some(*status),
+            Self::Driver(error) => error.host_status(),
+            Self::InvalidArgument { .. }
+            | Self::KeptGrowing { .. }
+            | Self::Interrupted { .. }
+            | Self::TimedOut { .. }
+            | Self::MalformedReply { .. } => None,
+        }
+    }
+
     fn malformed(function: Function, reason: impl Into<String>) -> Self {
         Self::MalformedReply {
             function,
@@ -867,6 +895,29 @@ mod tests {
             let err = result.unwrap_err();
             assert!(format!("{err:?}").starts_with(variant), "{status}: {err:?}");
         }
+    }
+
+    #[test]
+    fn a_refusal_keeps_the_status_the_host_answered() {
+        for status in [
+            Status::VERR_PERMISSION_DENIED,
+            Status::VINF_PERMISSION_DENIED,
+            Status::VERR_TOO_MUCH_DATA,
+            Status::VERR_NO_MEMORY,
+        ] {
+            let fake = connected().then(move |buffer| {
+                set_status(buffer, status.raw());
+                Ok(())
+            });
+            let (result, _) = with_client(fake, |client| client.set_value("/Test/Foo", "x"));
+            assert_eq!(result.unwrap_err().host_status(), Some(status));
+        }
+    }
+
+    #[test]
+    fn a_failure_found_by_the_guest_has_no_host_status() {
+        let (result, _) = with_client(connected(), |client| client.set_value("/Test/\0", "x"));
+        assert_eq!(result.unwrap_err().host_status(), None);
     }
 
     #[test]
