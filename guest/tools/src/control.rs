@@ -19,7 +19,9 @@
 //! A wait that times out or is interrupted prints `The request timed out or was interrupted` on
 //! stderr and exits 1, as VBoxControl does; with `--fail-on-timeout` it exits 2 instead, the
 //! code `VBoxManage guestproperty wait --fail-on-timeout` uses, so scripts can tell a timeout
-//! from a failure. Errors go to stderr as `vboxcontrol: error: <message>`.
+//! from a failure. Errors go to stderr as `vboxcontrol: error: <message>`. A failure the host
+//! answered with a status reads as VBoxControl's, the status by name (`Failed to store the
+//! property value, error VERR_PERMISSION_DENIED`); other failures are described in words.
 //!
 //! The program talks to the driver through `/dev/vboxuser` (any user may use it; VBoxControl
 //! uses `/dev/vboxguest`, which needs root); `--device` selects another node.
@@ -32,6 +34,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use vmmdev_guest_ioctl::guest_props::{GuestPropClient, GuestPropError, PropertyFlags};
 use vmmdev_guest_ioctl::{Device, GuestTransport};
+use vmmdev_protocol::status::Status;
 
 /// The program's exit codes (IPRT's `RTEXITCODE_*`, which VBoxControl returns).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,10 +200,7 @@ pub fn guest_property<T: GuestTransport>(
         PropertyCommand::Set(args) => set(&client, args, err),
         PropertyCommand::Delete { name } => match client.delete(name) {
             Ok(()) => ExitStatus::Success,
-            Err(error) => fail(
-                err,
-                &format!("Failed to delete the property value: {error}"),
-            ),
+            Err(error) => fail(err, &failure("Failed to delete the property value", &error)),
         },
         PropertyCommand::Enumerate { patterns } => enumerate(&client, patterns, out, err),
         PropertyCommand::Wait(args) => wait(&client, args, out, err),
@@ -239,7 +239,7 @@ fn get<T: GuestTransport>(
         }
         Err(error) => fail(
             err,
-            &format!("Failed to retrieve the property value: {error}"),
+            &failure("Failed to retrieve the property value", &error),
         ),
     }
 }
@@ -261,7 +261,7 @@ fn set<T: GuestTransport>(
     };
     match outcome {
         Ok(()) => ExitStatus::Success,
-        Err(error) => fail(err, &format!("Failed to store the property value: {error}")),
+        Err(error) => fail(err, &failure("Failed to store the property value", &error)),
     }
 }
 
@@ -328,7 +328,24 @@ fn wait<T: GuestTransport>(
         Err(GuestPropError::KeptGrowing { .. }) => {
             fail(err, "Temporarily unable to get a notification")
         }
-        Err(error) => fail(err, &format!("Failed to get a notification, error {error}")),
+        Err(error) => fail(err, &failure("Failed to get a notification", &error)),
+    }
+}
+
+/// `what` failed: with the host's status by name as VBoxControl prints it (IPRT's `%Rrc`), or
+/// with the description of a failure the host gave no status for.
+fn failure(what: &str, error: &GuestPropError) -> String {
+    match error.host_status() {
+        Some(status) => format!("{what}, error {}", status_name(status)),
+        None => format!("{what}: {error}"),
+    }
+}
+
+/// A status's `VERR_`/`VINF_` name, or IPRT's text for a code it has no name for.
+fn status_name(status: Status) -> String {
+    match status.name() {
+        Some(name) => name.to_owned(),
+        None => format!("Unknown Status {} ({:#x})", status.raw(), status.raw()),
     }
 }
 
@@ -358,6 +375,7 @@ pub fn fail(err: &mut dyn Write, message: &str) -> ExitStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vmmdev_protocol::services::guest_props::Function;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         let args = std::iter::once("vboxcontrol")
@@ -474,5 +492,37 @@ mod tests {
             "TRANSIENT, RDONLYGUEST, TRANSRESET"
         );
         assert_eq!(flags_text(PropertyFlags::NILFLAG), "");
+    }
+
+    #[test]
+    fn a_host_refusal_reads_as_vboxcontrol_with_the_status_by_name() {
+        let refused = GuestPropError::AccessDenied {
+            function: Function::SET_PROP_VALUE,
+            store_read_only: false,
+        };
+        assert_eq!(
+            failure("Failed to store the property value", &refused),
+            "Failed to store the property value, error VERR_PERMISSION_DENIED"
+        );
+    }
+
+    #[test]
+    fn a_failure_without_a_host_status_is_described() {
+        let invalid = GuestPropError::InvalidArgument {
+            what: "name",
+            reason: "contains a NUL byte",
+        };
+        assert_eq!(
+            failure("Failed to delete the property value", &invalid),
+            "Failed to delete the property value: invalid name: contains a NUL byte"
+        );
+    }
+
+    #[test]
+    fn a_status_without_a_name_reads_as_iprt_prints_it() {
+        assert_eq!(
+            status_name(Status(-12345)),
+            "Unknown Status -12345 (0xffffcfc7)"
+        );
     }
 }

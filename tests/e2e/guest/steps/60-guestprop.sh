@@ -305,7 +305,8 @@ step_guestprop_wait_host_set() {
 }
 
 # Item 6, "RDONLYGUEST denies the guest's write": the host sets a property RDONLYGUEST; the guest reads
-# it, and its set and delete fail as VBoxControl's do (exit 1, "Failed to ... the property value")
+# it, and its set and delete fail as VBoxControl's do (exit 1, "Failed to ... the property value, error
+# VERR_PERMISSION_DENIED")
 # while the value stays the host's.
 step_guestprop_rdonlyguest() {
     require_vboxcontrol
@@ -315,12 +316,12 @@ step_guestprop_rdonlyguest() {
     out=$(prop set /Test/HostOnly guest-value)
     status=$?
     [ "$status" -eq 1 ] || fail "the guest's set of a RDONLYGUEST property exited $status: $(one_line "$out")"
-    printf '%s\n' "$out" | grep -q 'Failed to store the property value.*access denied' ||
+    printf '%s\n' "$out" | grep -q 'Failed to store the property value, error VERR_PERMISSION_DENIED' ||
         fail "the refused set printed: $(one_line "$out")"
     out=$(prop delete /Test/HostOnly)
     status=$?
     [ "$status" -eq 1 ] || fail "the guest's delete of a RDONLYGUEST property exited $status: $(one_line "$out")"
-    printf '%s\n' "$out" | grep -q 'Failed to delete the property value.*access denied' ||
+    printf '%s\n' "$out" | grep -q 'Failed to delete the property value, error VERR_PERMISSION_DENIED' ||
         fail "the refused delete printed: $(one_line "$out")"
     expect_value /Test/HostOnly host-value
 }
@@ -356,7 +357,7 @@ step_guestprop_user_policy() {
         fail "a user's get of a hidden property exited $status: $(one_line "$out")"
     out=$(prop_as_nobody set "${POLICY_HIDDEN}New" x)
     status=$?
-    [ "$status" -eq 1 ] && printf '%s\n' "$out" | grep -q 'access denied' ||
+    [ "$status" -eq 1 ] && printf '%s\n' "$out" | grep -q 'Failed to store the property value, error VERR_PERMISSION_DENIED' ||
         fail "a user's set of a hidden property exited $status: $(one_line "$out")"
     out=$(prop_as_nobody enumerate --patterns "'${POLICY_HIDDEN}*'")
     printf '%s\n' "$out" | grep -q "^Name: ${POLICY_HIDDEN}" && fail "a user's enumerate lists hidden properties: $(one_line "$out")"
@@ -366,7 +367,7 @@ step_guestprop_user_policy() {
     [ "$out" = "Value: user-ro" ] || fail "a user's get of a read-only property printed '$(one_line "$out")'"
     out=$(prop_as_nobody set "${POLICY_READ_ONLY}Key" changed)
     status=$?
-    [ "$status" -eq 1 ] && printf '%s\n' "$out" | grep -q 'access denied' ||
+    [ "$status" -eq 1 ] && printf '%s\n' "$out" | grep -q 'Failed to store the property value, error VERR_PERMISSION_DENIED' ||
         fail "a user's set of a read-only property exited $status: $(one_line "$out")"
 
     # Elsewhere a user reads and writes as VirtualBox allows.
