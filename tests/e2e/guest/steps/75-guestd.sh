@@ -89,12 +89,8 @@ step_guestd_guest_info() {
     require_guestd
     [ -s "$GUESTD_PIDFILE" ] || fail "vboxservice is not running (guestd-start)"
     release=$(uname -r)
-    tries=0
-    until answer=$(host_do guestd-info "$release" "$GUESTD_USER"); do
-        tries=$((tries + 1))
-        [ "$tries" -lt 10 ] || fail "the host's check: $answer"
-        sleep 1
-    done
+    guestd_within 10 'answer=$(host_do guestd-info "$release" "$GUESTD_USER")' ||
+        fail "the host's check: $answer"
     note "host: $answer"
     out=$(vboxcontrol --nologo guestproperty get /VirtualBox/GuestInfo/OS/Release 2>&1)
     [ "$out" = "Value: $release" ] || fail "the guest reads OS/Release as '$(one_line "$out")'"
@@ -108,12 +104,8 @@ step_guestd_info_update() {
     stamp=$(host_do guestd-stamp /VirtualBox/GuestInfo/Net/Count) || fail "host: $stamp"
     guestd_add_utmp_user "$GUESTD_SECOND_USER"
     release=$(uname -r)
-    tries=0
-    until answer=$(host_do guestd-info "$release" "$GUESTD_USER,$GUESTD_SECOND_USER"); do
-        tries=$((tries + 1))
-        [ "$tries" -lt 10 ] || fail "the host's check: $answer"
-        sleep 1
-    done
+    guestd_within 10 'answer=$(host_do guestd-info "$release" "$GUESTD_USER,$GUESTD_SECOND_USER")' ||
+        fail "the host's check: $answer"
     note "host: $answer"
     later=$(host_do guestd-stamp /VirtualBox/GuestInfo/Net/Count) || fail "host: $later"
     [ "$later" = "$stamp" ] || fail "Net/Count was rewritten without a change (timestamp $stamp, then $later)"

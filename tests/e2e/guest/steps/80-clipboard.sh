@@ -49,6 +49,16 @@ offer() {
     vboxcontrol --nologo clipboard set --format "$1" --background <"$2"
 }
 
+# Offers FILE in FORMAT, has the host read the offer and compare it with its sample of the same name, then
+# stops the offer's server.
+offer_to_host() {
+    pid=$(offer "$1" "$2") || fail "clipboard set --format $1: $pid"
+    answer=$(host_do clip-check "$1" "$1")
+    status=$?
+    kill "$pid" 2>/dev/null
+    [ "$status" -eq 0 ] || fail "the host's read of the guest's $1: $answer"
+}
+
 # `clipboard get --format FORMAT` must print exactly the bytes of FILE.
 expect_get() {
     clip get --format "$1" >"$CLIP_DIR/got" || fail "clipboard get --format $1: $(one_line "$(cat "$CLIP_DIR/got")")"
@@ -68,11 +78,7 @@ step_clip_host_text() {
 step_clip_guest_text() {
     require_clipboard
     sample text >"$CLIP_DIR/text"
-    pid=$(offer text "$CLIP_DIR/text") || fail "clipboard set: $pid"
-    answer=$(host_do clip-check text text)
-    status=$?
-    kill "$pid" 2>/dev/null
-    [ "$status" -eq 0 ] || fail "the host's read of the guest text: $answer"
+    offer_to_host text "$CLIP_DIR/text"
 }
 
 # HTML both ways.
@@ -81,11 +87,7 @@ step_clip_html() {
     sample html >"$CLIP_DIR/html"
     answer=$(host_do clip-set html) || fail "clip-set html: $answer"
     expect_get html "$CLIP_DIR/html"
-    pid=$(offer html "$CLIP_DIR/html") || fail "clipboard set --format html: $pid"
-    answer=$(host_do clip-check html html)
-    status=$?
-    kill "$pid" 2>/dev/null
-    [ "$status" -eq 0 ] || fail "the host's read of the guest HTML: $answer"
+    offer_to_host html "$CLIP_DIR/html"
 }
 
 # A bitmap from the host arrives as a BMP file of the host's size; offered back, the host gets its own
@@ -97,11 +99,7 @@ step_clip_bitmap() {
     [ "$(head -c 2 "$CLIP_DIR/host.bmp")" = BM ] || fail "the bitmap is not a BMP file"
     [ "$(wc -c <"$CLIP_DIR/host.bmp")" -eq "$size" ] ||
         fail "the BMP file has $(wc -c <"$CLIP_DIR/host.bmp") bytes, the host's $size"
-    pid=$(offer bitmap "$CLIP_DIR/host.bmp") || fail "clipboard set --format bitmap: $pid"
-    answer=$(host_do clip-check bitmap bitmap)
-    status=$?
-    kill "$pid" 2>/dev/null
-    [ "$status" -eq 0 ] || fail "the host's read of the guest bitmap: $answer"
+    offer_to_host bitmap "$CLIP_DIR/host.bmp"
 }
 
 # `clipboard watch` prints the formats now, then the host's change.
