@@ -5,8 +5,8 @@
 //! This crate is plain data: `#[repr(C)]` structures built only from byte-aligned little-endian
 //! fields (`zerocopy::little_endian`), so each one has exactly the layout VirtualBox produces with
 //! its 4-byte packing, can be read from or written to any byte buffer without copying or
-//! alignment concerns, and is the same on every host. It performs no I/O, does not allocate and
-//! is `no_std`.
+//! alignment concerns, and is the same on every host. It performs no I/O and is `no_std`; only the
+//! shared clipboard's format conversions allocate, behind the `alloc` feature (off by default).
 //!
 //! Integer fields whose values come from an open set (request types, status codes, parameter
 //! types, facility types, ...) are transparent newtypes with named constants, so a value the
@@ -35,6 +35,9 @@
 //! assert_eq!(header.size.get(), 24);
 //! ```
 #![cfg_attr(not(test), no_std)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
 
 #[macro_use]
 mod macros;

