@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use vmmdev_e2e::artifacts::{DeviceTest, device_test_or_skip};
+use vmmdev_e2e::artifacts::device_test_or_skip;
 use vmmdev_e2e::backend::{BootSpec, DeviceServer};
 use vmmdev_e2e::console::StepOutcome;
 use vmmdev_e2e::qemu::QemuTcg;
@@ -48,14 +48,10 @@ fn count_lines(serial: &str, marker: &str) -> usize {
 #[test]
 fn the_guest_reboots_and_the_device_serves_the_second_boot() {
     let test = "the_guest_reboots_and_the_device_serves_the_second_boot";
-    let Some(DeviceTest {
-        artifacts,
-        server,
-        dir,
-    }) = device_test_or_skip(test, Path::new(env!("CARGO_TARGET_TMPDIR")))
-    else {
+    let Some(setup) = device_test_or_skip(test, Path::new(env!("CARGO_TARGET_TMPDIR"))) else {
         return;
     };
+    let (artifacts, server, dir) = (setup.artifacts, setup.server, setup.dir);
     let share_dir = dir.join("share");
     let _ = std::fs::remove_dir_all(&share_dir);
     std::fs::create_dir_all(&share_dir).unwrap();

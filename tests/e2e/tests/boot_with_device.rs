@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use vmmdev_e2e::artifacts::{DeviceTest, device_test_or_skip};
+use vmmdev_e2e::artifacts::device_test_or_skip;
 use vmmdev_e2e::backend::{BootSpec, DeviceServer};
 use vmmdev_e2e::expect::Expectations;
 use vmmdev_e2e::host_agent::control_socket_path;
@@ -250,14 +250,10 @@ fn rewrite_on_request(share_dir: PathBuf, stop: Arc<AtomicBool>) -> std::thread:
 #[test]
 fn stock_vboxguest_passes_every_check_against_the_vfio_user_device() {
     let test = "stock_vboxguest_passes_every_check_against_the_vfio_user_device";
-    let Some(DeviceTest {
-        artifacts,
-        server,
-        dir,
-    }) = device_test_or_skip(test, Path::new(env!("CARGO_TARGET_TMPDIR")))
-    else {
+    let Some(setup) = device_test_or_skip(test, Path::new(env!("CARGO_TARGET_TMPDIR"))) else {
         return;
     };
+    let (artifacts, server, dir) = (setup.artifacts, setup.server, setup.dir);
     let debugcon = dir.join("port-0x504.log");
     let _ = std::fs::remove_file(&debugcon);
     let backend = QemuTcg::new(&artifacts.qemu).with_extra_args([

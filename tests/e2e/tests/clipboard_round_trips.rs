@@ -24,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use vmmdev_e2e::artifacts::{Artifacts, DeviceTest, device_test_or_skip};
+use vmmdev_e2e::artifacts::{Artifacts, device_test_or_skip};
 use vmmdev_e2e::backend::BootSpec;
 use vmmdev_e2e::expect::Expectations;
 use vmmdev_e2e::host_agent::control_socket_path;
@@ -182,14 +182,10 @@ fn boot_loop(
 #[ignore = "a measurement of eight boots (several minutes under TCG): run with --ignored"]
 fn clipboard_round_trips_cost_this_many_vfio_user_messages() {
     let test = "clipboard_round_trips_cost_this_many_vfio_user_messages";
-    let Some(DeviceTest {
-        artifacts,
-        server,
-        dir,
-    }) = device_test_or_skip(test, Path::new(env!("CARGO_TARGET_TMPDIR")))
-    else {
+    let Some(setup) = device_test_or_skip(test, Path::new(env!("CARGO_TARGET_TMPDIR"))) else {
         return;
     };
+    let (artifacts, server, dir) = (setup.artifacts, setup.server, setup.dir);
     println!("| loop | rounds | messages per round | by kind, per round | guest notes |");
     println!("|---|---|---|---|---|");
     for &(name, few, many) in LOOPS {

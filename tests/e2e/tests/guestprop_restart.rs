@@ -18,7 +18,7 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use vmmdev_e2e::artifacts::{DeviceTest, device_test_or_skip};
+use vmmdev_e2e::artifacts::device_test_or_skip;
 use vmmdev_e2e::backend::{BootSpec, DeviceServer};
 use vmmdev_e2e::console::StepOutcome;
 use vmmdev_e2e::expect::Expectations;
@@ -82,14 +82,10 @@ fn boot_on_store(
 #[test]
 fn a_property_the_guest_wrote_survives_a_sigkill_of_the_vmm() {
     let test = "a_property_the_guest_wrote_survives_a_sigkill_of_the_vmm";
-    let Some(DeviceTest {
-        artifacts,
-        server,
-        dir,
-    }) = device_test_or_skip(test, Path::new(env!("CARGO_TARGET_TMPDIR")))
-    else {
+    let Some(setup) = device_test_or_skip(test, Path::new(env!("CARGO_TARGET_TMPDIR"))) else {
         return;
     };
+    let (artifacts, server, dir) = (setup.artifacts, setup.server, setup.dir);
     let store = dir.join("properties.store");
     let _ = std::fs::remove_file(&store);
     let token = fresh_token();
