@@ -45,7 +45,7 @@
 
 pub mod encoding;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vmmdev_protocol::hgcm::ClientId;
 use vmmdev_protocol::ioctl::VBG_MAX_HGCM_USER_PARM;
@@ -57,9 +57,11 @@ use vmmdev_protocol::status::Status;
 
 pub use vmmdev_protocol::services::clipboard::Formats;
 
+use crate::deadline::Deadline;
 use crate::device::Device;
 use crate::error::Error;
-use crate::hgcm::{CallOptions, HgcmClient, Param};
+use crate::hgcm::{CallOptions, Param};
+use crate::service::{ServiceClient, ServiceError};
 use crate::transport::GuestTransport;
 
 /// How often a read is attempted when the host keeps reporting more data than fits.
@@ -230,18 +232,13 @@ pub enum ClipboardError {
     Driver(#[from] Error),
 }
 
-impl ClipboardError {
-    /// Classifies the failure of a call of `function`.
-    fn from_call(function: Function, error: Error) -> Self {
-        match error {
-            Error::Host { status, .. } => Self::from_status(function, status),
-            Error::Interrupted { .. } => Self::Interrupted { function },
-            Error::TimedOut { .. } => Self::TimedOut { function },
-            other => Self::Driver(other),
-        }
+impl ServiceError for ClipboardError {
+    type Function = Function;
+
+    fn service_unavailable() -> Self {
+        Self::ServiceUnavailable
     }
 
-    /// Classifies a failure status the service returned for `function`.
     fn from_status(function: Function, status: Status) -> Self {
         match status {
             Status::VERR_ACCESS_DENIED => Self::AccessDenied { function },
@@ -253,6 +250,16 @@ impl ClipboardError {
         }
     }
 
+    fn interrupted(function: Function) -> Self {
+        Self::Interrupted { function }
+    }
+
+    fn timed_out(function: Function) -> Self {
+        Self::TimedOut { function }
+    }
+}
+
+impl ClipboardError {
     /// The host's status, for the failures that carry one.
     fn status(&self) -> Option<Status> {
         match self {
@@ -271,7 +278,7 @@ pub type Result<T> = std::result::Result<T, ClipboardError>;
 /// another announces formats or reads (the service allows one parked wait per client).
 #[derive(Debug)]
 pub struct ClipboardClient<'d, T: GuestTransport> {
-    client: HgcmClient<'d, T>,
+    client: ServiceClient<'d, T, ClipboardError>,
     protocol: Protocol,
     host_features: HostFeatures0,
 }
@@ -280,22 +287,14 @@ impl<'d, T: GuestTransport> ClipboardClient<'d, T> {
     /// Connects to the service and negotiates the protocol: the client reports that it
     /// understands context IDs, and uses the message protocol when the host does too.
     pub fn connect(device: &'d Device<T>) -> Result<Self> {
-        let client = match device.connect(SERVICE_NAME) {
-            Ok(client) => client,
-            Err(Error::Host {
-                status: Status::VERR_HGCM_SERVICE_NOT_FOUND,
-                ..
-            }) => return Err(ClipboardError::ServiceUnavailable),
-            Err(other) => return Err(ClipboardError::Driver(other)),
-        };
+        let client: ServiceClient<T, ClipboardError> =
+            ServiceClient::connect(device, SERVICE_NAME)?;
         let function = Function::REPORT_FEATURES;
         let mut params = [
             Param::U64(GuestFeatures0::CONTEXT_ID.bits()),
             Param::U64(GuestFeatures1::MUST_BE_ONE.bits()),
         ];
-        let outcome = client
-            .call(function.raw(), &mut params, CallOptions::default())
-            .map_err(|error| ClipboardError::from_call(function, error));
+        let outcome = client.call(function, &mut params, CallOptions::default());
         let host_features = match outcome {
             // A host that leaves bit 63 of word 1 set did not understand the call.
             Ok(_) if params[1].as_u64().unwrap_or(0) & GuestFeatures1::MUST_BE_ONE.bits() != 0 => {
@@ -347,12 +346,13 @@ impl<'d, T: GuestTransport> ClipboardClient<'d, T> {
     /// host will ask for the data with a [`HostEvent::DataRequest`] when it needs it.
     pub fn report_formats(&self, formats: Formats) -> Result<()> {
         let mut params = [Param::U32(formats.bits())];
-        self.call(
-            Function::REPORT_FORMATS,
-            &mut params,
-            CallOptions::default(),
-        )
-        .map(drop)
+        self.client
+            .call(
+                Function::REPORT_FORMATS,
+                &mut params,
+                CallOptions::default(),
+            )
+            .map(drop)
     }
 
     /// Reads the host clipboard in `format`, as the wire carries it; `None` when the host has
@@ -369,7 +369,8 @@ impl<'d, T: GuestTransport> ClipboardClient<'d, T> {
             ];
             // Success or VINF_BUFFER_OVERFLOW; the reported size tells which applies, whichever
             // way the host decides an exactly fitting buffer.
-            self.call(function, &mut params, CallOptions::default())?;
+            self.client
+                .call(function, &mut params, CallOptions::default())?;
             let available = params[2].as_u32().unwrap_or(0);
             let available = usize::try_from(available).unwrap_or(usize::MAX);
             if available == 0 {
@@ -412,7 +413,8 @@ impl<'d, T: GuestTransport> ClipboardClient<'d, T> {
                 return Err(ClipboardError::NoSuchRequest { function });
             }
         };
-        self.call(function, &mut params, CallOptions::default())
+        self.client
+            .call(function, &mut params, CallOptions::default())
             .map(drop)
     }
 
@@ -422,23 +424,11 @@ impl<'d, T: GuestTransport> ClipboardClient<'d, T> {
     /// [`ClipboardError::Interrupted`]; the parked call is cancelled in the service, so the
     /// client can wait again at once.
     pub fn next_event(&self, timeout: Option<Duration>) -> Result<HostEvent> {
-        let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
+        let deadline = Deadline::after(timeout);
         loop {
-            let remaining = match (timeout, deadline) {
-                (None, _) => None,
-                (Some(timeout), None) => Some(timeout),
-                (Some(_), Some(deadline)) => {
-                    Some(deadline.checked_duration_since(Instant::now()).ok_or(
-                        ClipboardError::TimedOut {
-                            function: self.wait_function(),
-                        },
-                    )?)
-                }
-            };
-            let options = CallOptions {
-                timeout: remaining,
-                ..CallOptions::default()
-            };
+            let options = deadline.call_options().ok_or(ClipboardError::TimedOut {
+                function: self.wait_function(),
+            })?;
             let outcome = match self.protocol {
                 Protocol::Message => self.peek_and_get(Function::MSG_PEEK_WAIT, options),
                 Protocol::Legacy => self.legacy_wait(options).map(Some),
@@ -484,7 +474,9 @@ impl<'d, T: GuestTransport> ClipboardClient<'d, T> {
         if self.protocol == Protocol::Legacy {
             return Ok(false);
         }
-        let status = self.call(Function::MSG_CANCEL, &mut [], CallOptions::default())?;
+        let status = self
+            .client
+            .call(Function::MSG_CANCEL, &mut [], CallOptions::default())?;
         Ok(status != Status::VWRN_NOT_FOUND)
     }
 
@@ -492,7 +484,10 @@ impl<'d, T: GuestTransport> ClipboardClient<'d, T> {
     /// it.
     pub fn report_error(&self, context: u64, status: Status) -> Result<()> {
         let mut params = [Param::U64(context), Param::U32(status.raw() as u32)];
-        match self.call(Function::ERROR, &mut params, CallOptions::default()) {
+        match self
+            .client
+            .call(Function::ERROR, &mut params, CallOptions::default())
+        {
             Ok(_) => Ok(()),
             // VirtualBox's guests ignore this answer of hosts without the function.
             Err(error) if error.status() == Some(Status::VERR_NOT_SUPPORTED) => Ok(()),
@@ -502,7 +497,7 @@ impl<'d, T: GuestTransport> ClipboardClient<'d, T> {
 
     /// Disconnects explicitly, reporting the host's answer.
     pub fn disconnect(self) -> Result<()> {
-        Ok(self.client.disconnect()?)
+        self.client.disconnect()
     }
 
     /// The function a wait of this client's protocol calls.
@@ -520,7 +515,7 @@ impl<'d, T: GuestTransport> ClipboardClient<'d, T> {
         params.push(Param::U64(0));
         params.push(Param::U32(0));
         params.extend((0..PEEK_SIZE_SLOTS).map(|_| Param::U32(0)));
-        let status = self.call(function, &mut params, options)?;
+        let status = self.client.call(function, &mut params, options)?;
         let message = params
             .first()
             .and_then(|param| param.as_u64().or_else(|| param.as_u32().map(u64::from)))
@@ -573,7 +568,10 @@ impl<'d, T: GuestTransport> ClipboardClient<'d, T> {
     /// Fetches the message the last peek reported into `params`; `false` when it is no longer
     /// there (another thread of this client took it, or the host replaced it).
     fn get_message(&self, params: &mut [Param<'_>]) -> Result<bool> {
-        match self.call(Function::MSG_GET, params, CallOptions::default()) {
+        match self
+            .client
+            .call(Function::MSG_GET, params, CallOptions::default())
+        {
             Ok(_) => Ok(true),
             Err(error)
                 if matches!(
@@ -630,7 +628,7 @@ impl<'d, T: GuestTransport> ClipboardClient<'d, T> {
     fn legacy_wait(&self, options: CallOptions) -> Result<HostEvent> {
         let function = Function::MSG_OLD_GET_WAIT;
         let mut params = [Param::U32(0), Param::U32(0)];
-        self.call(function, &mut params, options)?;
+        self.client.call(function, &mut params, options)?;
         let message = HostMessage(params[0].as_u32().unwrap_or(0));
         let formats = Formats::from_bits_retain(params[1].as_u32().unwrap_or(0));
         match message {
@@ -646,17 +644,6 @@ impl<'d, T: GuestTransport> ClipboardClient<'d, T> {
                 format!("message {other} is not a legacy message"),
             )),
         }
-    }
-
-    fn call(
-        &self,
-        function: Function,
-        params: &mut [Param<'_>],
-        options: CallOptions,
-    ) -> Result<Status> {
-        self.client
-            .call(function.raw(), params, options)
-            .map_err(|error| ClipboardError::from_call(function, error))
     }
 }
 

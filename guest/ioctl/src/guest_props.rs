@@ -35,7 +35,7 @@
 //! # }
 //! ```
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vmmdev_protocol::hgcm::ClientId;
 use vmmdev_protocol::ioctl::VBG_MAX_HGCM_USER_PARM;
@@ -47,9 +47,11 @@ use vmmdev_protocol::status::Status;
 
 pub use vmmdev_protocol::services::guest_props::PropertyFlags;
 
+use crate::deadline::Deadline;
 use crate::device::Device;
 use crate::error::Error;
 use crate::hgcm::{CallOptions, HgcmClient, Param};
+use crate::service::{ServiceClient, ServiceError};
 use crate::transport::GuestTransport;
 
 /// How often a read, enumeration or notification is attempted when the host keeps reporting
@@ -200,34 +202,6 @@ pub enum GuestPropError {
 }
 
 impl GuestPropError {
-    /// Classifies the failure of a call of `function`.
-    fn from_call(function: Function, error: Error) -> Self {
-        match error {
-            Error::Host { status, .. } => Self::from_status(function, status),
-            Error::Interrupted { .. } => Self::Interrupted { function },
-            Error::TimedOut { .. } => Self::TimedOut { function },
-            other => Self::Driver(other),
-        }
-    }
-
-    /// Classifies a failure status the service returned for `function`.
-    fn from_status(function: Function, status: Status) -> Self {
-        match status {
-            Status::VERR_NOT_FOUND => Self::NotFound { function },
-            Status::VERR_PERMISSION_DENIED => Self::AccessDenied {
-                function,
-                store_read_only: false,
-            },
-            Status::VERR_TOO_MUCH_DATA => Self::TooLong { function },
-            Status::VERR_INVALID_PARAMETER => Self::Refused { function },
-            Status::VERR_PARSE_ERROR => Self::BadFlags { function },
-            Status::VERR_OUT_OF_RESOURCES => Self::TooManyWaits { function },
-            Status::VERR_INTERRUPTED => Self::Interrupted { function },
-            Status::VERR_TIMEOUT => Self::TimedOut { function },
-            status => Self::Host { function, status },
-        }
-    }
-
     /// The VirtualBox status the host (or the driver on its behalf) answered with, as VBoxControl
     /// reports it; `None` for a failure found on the guest's side or by errno alone.
     pub fn host_status(&self) -> Option<Status> {
@@ -264,31 +238,60 @@ impl GuestPropError {
     }
 }
 
+impl ServiceError for GuestPropError {
+    type Function = Function;
+
+    fn service_unavailable() -> Self {
+        Self::ServiceUnavailable
+    }
+
+    fn from_status(function: Function, status: Status) -> Self {
+        match status {
+            Status::VERR_NOT_FOUND => Self::NotFound { function },
+            Status::VERR_PERMISSION_DENIED => Self::AccessDenied {
+                function,
+                store_read_only: false,
+            },
+            Status::VERR_TOO_MUCH_DATA => Self::TooLong { function },
+            Status::VERR_INVALID_PARAMETER => Self::Refused { function },
+            Status::VERR_PARSE_ERROR => Self::BadFlags { function },
+            Status::VERR_OUT_OF_RESOURCES => Self::TooManyWaits { function },
+            Status::VERR_INTERRUPTED => Self::Interrupted { function },
+            Status::VERR_TIMEOUT => Self::TimedOut { function },
+            status => Self::Host { function, status },
+        }
+    }
+
+    fn interrupted(function: Function) -> Self {
+        Self::Interrupted { function }
+    }
+
+    fn timed_out(function: Function) -> Self {
+        Self::TimedOut { function }
+    }
+}
+
 /// Result type of this module.
 pub type Result<T> = std::result::Result<T, GuestPropError>;
 
 /// A connection to the guest-properties service, disconnected on drop.
 #[derive(Debug)]
 pub struct GuestPropClient<'d, T: GuestTransport> {
-    client: HgcmClient<'d, T>,
+    client: ServiceClient<'d, T, GuestPropError>,
 }
 
 impl<'d, T: GuestTransport> GuestPropClient<'d, T> {
     /// Connects to the service.
     pub fn connect(device: &'d Device<T>) -> Result<Self> {
-        match device.connect(SERVICE_NAME) {
-            Ok(client) => Ok(Self { client }),
-            Err(Error::Host {
-                status: Status::VERR_HGCM_SERVICE_NOT_FOUND,
-                ..
-            }) => Err(GuestPropError::ServiceUnavailable),
-            Err(other) => Err(GuestPropError::Driver(other)),
-        }
+        let client = ServiceClient::connect(device, SERVICE_NAME)?;
+        Ok(Self { client })
     }
 
     /// Uses an existing connection to the service.
     pub fn from_client(client: HgcmClient<'d, T>) -> Self {
-        Self { client }
+        Self {
+            client: ServiceClient::new(client),
+        }
     }
 
     /// The client id the host assigned.
@@ -309,7 +312,9 @@ impl<'d, T: GuestTransport> GuestPropClient<'d, T> {
                 Param::U64(0),
                 Param::U32(0),
             ];
-            let outcome = self.call(function, &mut params, CallOptions::default());
+            let outcome = self
+                .client
+                .call(function, &mut params, CallOptions::default());
             let [_, _, timestamp, needed] = &params;
             let timestamp = timestamp.as_u64().unwrap_or(0);
             let needed = needed.as_u32().unwrap_or(0);
@@ -358,7 +363,9 @@ impl<'d, T: GuestTransport> GuestPropClient<'d, T> {
         let function = Function::DEL_PROP;
         let name_z = nul_terminated("name", name)?;
         let mut params = [Param::In(&name_z)];
-        let status = self.call(function, &mut params, CallOptions::default())?;
+        let status = self
+            .client
+            .call(function, &mut params, CallOptions::default())?;
         refuse_ignored_write(function, status)
     }
 
@@ -381,7 +388,9 @@ impl<'d, T: GuestTransport> GuestPropClient<'d, T> {
                 Param::out(&mut buffer),
                 Param::U32(0),
             ];
-            let outcome = self.call(function, &mut params, CallOptions::default());
+            let outcome = self
+                .client
+                .call(function, &mut params, CallOptions::default());
             let needed = params[2].as_u32().unwrap_or(0);
             match outcome {
                 Ok(_) => return parse_enumeration(&buffer, function),
@@ -411,18 +420,12 @@ impl<'d, T: GuestTransport> GuestPropClient<'d, T> {
     ) -> Result<Notification> {
         let function = Function::GET_NOTIFICATION;
         let patterns_z = nul_terminated("patterns", patterns)?;
-        let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
+        let deadline = Deadline::after(timeout);
         let mut size = WAIT_BUFFER;
         for _ in 0..MAX_TRIES {
-            let remaining = match (timeout, deadline) {
-                (None, _) => None,
-                (Some(timeout), None) => Some(timeout),
-                (Some(_), Some(deadline)) => Some(
-                    deadline
-                        .checked_duration_since(Instant::now())
-                        .ok_or(GuestPropError::TimedOut { function })?,
-                ),
-            };
+            let options = deadline
+                .call_options()
+                .ok_or(GuestPropError::TimedOut { function })?;
             let mut buffer = vec![0u8; size];
             let mut params = [
                 Param::In(&patterns_z),
@@ -430,11 +433,7 @@ impl<'d, T: GuestTransport> GuestPropClient<'d, T> {
                 Param::out(&mut buffer),
                 Param::U32(0),
             ];
-            let options = CallOptions {
-                timeout: remaining,
-                ..CallOptions::default()
-            };
-            let outcome = self.call(function, &mut params, options);
+            let outcome = self.client.call(function, &mut params, options);
             let [_, timestamp, _, needed] = &params;
             let timestamp = timestamp.as_u64().unwrap_or(0);
             let needed = needed.as_u32().unwrap_or(0);
@@ -469,7 +468,7 @@ impl<'d, T: GuestTransport> GuestPropClient<'d, T> {
 
     /// Disconnects explicitly, reporting the host's answer.
     pub fn disconnect(self) -> Result<()> {
-        Ok(self.client.disconnect()?)
+        self.client.disconnect()
     }
 
     fn write(&self, name: &str, value: &str, flags_z: Option<&[u8]>) -> Result<()> {
@@ -480,19 +479,10 @@ impl<'d, T: GuestTransport> GuestPropClient<'d, T> {
         params.push(Param::In(&name_z));
         params.push(Param::In(&value_z));
         params.extend(flags_z.map(Param::In));
-        let status = self.call(function, &mut params, CallOptions::default())?;
+        let status = self
+            .client
+            .call(function, &mut params, CallOptions::default())?;
         refuse_ignored_write(function, status)
-    }
-
-    fn call(
-        &self,
-        function: Function,
-        params: &mut [Param<'_>],
-        options: CallOptions,
-    ) -> Result<Status> {
-        self.client
-            .call(function.raw(), params, options)
-            .map_err(|error| GuestPropError::from_call(function, error))
     }
 }
 

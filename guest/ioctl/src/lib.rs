@@ -40,6 +40,7 @@
 
 pub mod capi;
 pub mod clipboard;
+mod deadline;
 mod device;
 mod error;
 #[cfg(test)]
@@ -47,6 +48,7 @@ mod fake;
 pub mod guest_props;
 mod hgcm;
 mod linux;
+mod service;
 mod transport;
 
 pub use device::{AcquireMode, BalloonInfo, CapabilityState, Device, DriverVersion};
