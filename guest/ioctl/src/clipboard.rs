@@ -658,23 +658,12 @@ fn malformed(function: Function, reason: impl Into<String>) -> ClipboardError {
 mod tests {
     use super::*;
     use crate::fake::{
-        FakeTransport, get_u32, param_type, param_u32, param_u64, put_u32, set_param_u32,
-        set_param_u64, set_status, user_bytes, write_user,
+        BIT32, BIT64, FakeTransport, LINADDR_IN, LINADDR_OUT, function_of, get_u32, param_type,
+        param_u32, param_u64, parameter_count, put_u32, set_param_u32, set_param_u64, set_status,
+        user_bytes, write_user,
     };
 
     const CLIENT: u32 = 7;
-    const BIT32: u32 = 1;
-    const BIT64: u32 = 2;
-    const LINADDR_IN: u32 = 5;
-    const LINADDR_OUT: u32 = 6;
-
-    fn function_of(buffer: &[u8]) -> u32 {
-        get_u32(buffer, 28)
-    }
-
-    fn parameter_count(buffer: &[u8]) -> u16 {
-        u16::from_le_bytes([buffer[38], buffer[39]])
-    }
 
     /// A driver that connects the client and answers REPORT_FEATURES with `host_features`
     /// (word 1 cleared, as a host that understood the call does).

@@ -3,7 +3,15 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use vmmdev_protocol::hgcm::ParameterType;
+
 use crate::transport::{Errno, GuestTransport};
+
+/// Parameter type numbers as a call buffer carries them.
+pub(crate) const BIT32: u32 = ParameterType::BIT32.raw();
+pub(crate) const BIT64: u32 = ParameterType::BIT64.raw();
+pub(crate) const LINADDR_IN: u32 = ParameterType::LIN_ADDR_IN.raw();
+pub(crate) const LINADDR_OUT: u32 = ParameterType::LIN_ADDR_OUT.raw();
 
 /// What the fake driver does with one ioctl buffer.
 type Answer = Box<dyn FnOnce(&mut [u8]) -> Result<(), Errno> + Send>;
@@ -108,6 +116,16 @@ pub(crate) fn get_u32(buffer: &[u8], offset: usize) -> u32 {
 /// Reads a little-endian u64 at `offset`.
 pub(crate) fn get_u64(buffer: &[u8], offset: usize) -> u64 {
     u64::from_le_bytes(buffer[offset..offset + 8].try_into().unwrap())
+}
+
+/// The function number of an HGCM call buffer.
+pub(crate) fn function_of(buffer: &[u8]) -> u32 {
+    get_u32(buffer, 28)
+}
+
+/// The parameter count of an HGCM call buffer.
+pub(crate) fn parameter_count(buffer: &[u8]) -> u16 {
+    u16::from_le_bytes([buffer[38], buffer[39]])
 }
 
 /// Offset of HGCM call parameter `index` in a 64-bit call buffer.
