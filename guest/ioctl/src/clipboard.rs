@@ -1,5 +1,5 @@
 //! A typed client of the shared-clipboard service (`VBoxSharedClipboard`) over an
-//! [`HgcmClient`].
+//! [`HgcmClient`](crate::HgcmClient).
 //!
 //! The clipboard is lazy in both directions: a side that owns new content only *announces* its
 //! formats, and the other side asks for the data in one format when something is pasted. HGCM

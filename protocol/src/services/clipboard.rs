@@ -6,7 +6,7 @@
 //! additions 6.1+ (feature negotiation, peek/get/cancel and 64-bit context IDs). Each side
 //! announces [`Formats`]; the other requests data in one format when something is pasted.
 //! File transfers (functions 11–25, messages 50–66) are listed but not described further.
-//! [`convert`] (feature `alloc`) converts the formats' wire encodings.
+//! The `convert` submodule (feature `alloc`) converts the formats' wire encodings.
 
 use bitflags::bitflags;
 
