@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: boot the demo guest (Debian's stock kernel with its own vboxguest/vboxsf) to an interactive
 # shell, with the guest additions working: the driver probed, a host directory shared and mounted, guest
-# properties readable.
+# properties readable, the host's clipboard text readable in the guest. While it runs, the VM's control
+# socket takes `vmmdev-ctl` commands from another terminal (the demo prints the path).
 #
 # Usage: tests/demo.sh [--backend auto|kvm|qemu] [--share DIR]
 #   --backend  auto (default): the reference KVM monitor where KVM has hardware virtualization (vmx/svm in
@@ -61,14 +62,33 @@ bin_dir=$(tests/scripts/build-guest-bins.sh "$target_dir/e2e/guest-bin")
 image_dir="$target_dir/e2e/image"
 tests/scripts/build-initramfs.sh "$guest_dir" "$bin_dir" "$image_dir/initrd.cpio.gz" >/dev/null
 
+# The VM's control endpoint, for vmmdev-ctl from another terminal; the demo puts text on the host clipboard
+# through it as soon as it is up, and the guest's demo-clipboard step reads it back.
+control_socket="${XDG_RUNTIME_DIR:-/tmp}/vmmdev-demo-$$.sock"
+clipboard_text="Hello from the host clipboard, through VBoxSharedClipboard: héllo wörld"
 host_args=(
+    --control "$control_socket"
     --share "demo=$share_dir"
     --guest-property "/Demo/Greeting=Hello from the host, through VBoxGuestPropSvc."
     --guest-property "/Demo/StartedAt=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 )
 # What the guest does before its shell: load the additions, mount the share, show the properties.
-guest_steps="vboxguest-load,vboxguest-probe,vboxsf-load,demo-mount,demo-properties"
+guest_steps="vboxguest-load,vboxguest-probe,vboxsf-load,demo-mount,demo-properties,demo-clipboard"
 guest_params="vmmdev.mount=demo"
+
+say "building vmmdev-ctl, the host control CLI"
+cargo build -q -p vmmdev-control --bin vmmdev-ctl
+ctl="$target_dir/debug/vmmdev-ctl"
+# Sets the host clipboard once the VM's control socket is up (the VMM creates it before the guest boots).
+(
+    for _ in $(seq 600); do
+        [ -S "$control_socket" ] && break
+        sleep 0.2
+    done
+    "$ctl" --control "$control_socket" clipboard set "$clipboard_text" >/dev/null ||
+        say "could not set the host clipboard through $control_socket"
+) &
+say "control socket: $control_socket (e.g. $ctl --control $control_socket clipboard get)"
 
 case "$backend" in
 qemu)
