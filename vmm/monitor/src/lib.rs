@@ -38,6 +38,7 @@
 //!         cmdline: "console=ttyS0 reboot=k panic=-1 acpi=off pci=conf1".into(),
 //!     },
 //!     intx: IntxMode::Irqfd,
+//!     syscall_bridge: false,
 //!     console_output: Box::new(std::io::stdout()),
 //!     console_input: None,
 //! };

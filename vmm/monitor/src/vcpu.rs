@@ -265,11 +265,11 @@ impl Machine {
         };
         match armed {
             Some(hook) => log::info!(
-                "system-call bridge armed: the guest's #PF handler at {handler:#x} stops the vCPU                  ({} NOP patched); SYSCALL entry {lstar:#x}",
+                "system-call bridge armed: the guest's #PF handler at {handler:#x} stops the vCPU ({} NOP patched); SYSCALL entry {lstar:#x}",
                 hook.nop_len
             ),
             None => log::warn!(
-                "system-call bridge not armed: the guest's #PF handler at {handler:#x} does not begin                  with a NOP ({}); ring-3 system calls will fault",
+                "system-call bridge not armed: the guest's #PF handler at {handler:#x} does not begin with a NOP ({}); ring-3 system calls will fault",
                 emulation::hex(&code)
             ),
         }

@@ -51,6 +51,9 @@ pub struct VmConfig {
     pub boot: BootSource,
     /// How VMMDev's interrupt reaches KVM.
     pub intx: IntxMode,
+    /// On a PVM host, complete the ring-3 system calls its SYSCALL leaves in ring 3
+    /// ([`crate::syscall_bridge`]; every guest page fault then exits). Ignored on hardware KVM.
+    pub syscall_bridge: bool,
     /// Where the guest's serial console goes.
     pub console_output: Box<dyn Write + Send>,
     /// Where the guest's serial input comes from, if anywhere.
@@ -64,6 +67,7 @@ impl std::fmt::Debug for VmConfig {
             .field("vcpus", &self.vcpus)
             .field("boot", &self.boot)
             .field("intx", &self.intx)
+            .field("syscall_bridge", &self.syscall_bridge)
             .finish_non_exhaustive()
     }
 }
@@ -274,7 +278,12 @@ impl Vm {
             log::info!(
                 "host KVM is PVM: KVM hypercalls do not complete there, so the paravirtual features that \
                  need one (PV IPI, PV sched-yield, PV unhalt) are hidden from the guest; ring-3 system \
-                 calls go through the monitor (syscall_bridge)"
+                 calls {}",
+                if config.syscall_bridge {
+                    "go through the monitor (syscall bridge)"
+                } else {
+                    "fault there (no --syscall-bridge)"
+                }
             );
         }
         let counters = Arc::new(ExitCounters::default());
@@ -291,7 +300,7 @@ impl Vm {
             counters,
             audit: CancelAudit::default(),
             workarounds: Default::default(),
-            syscall_bridge: (host == HostKvm::Pvm).then(Bridge::default),
+            syscall_bridge: (host == HostKvm::Pvm && config.syscall_bridge).then(Bridge::default),
             outcome: Mutex::new(None),
             ended: Condvar::new(),
             stopping: AtomicBool::new(false),

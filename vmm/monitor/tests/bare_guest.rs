@@ -75,6 +75,7 @@ fn bare_guest_reads_vmmdev_identity_through_conf1_and_resets_the_machine() {
             cmdline: String::new(),
         },
         intx: IntxMode::Irqfd,
+        syscall_bridge: false,
         console_output: Box::new(Console(sender)),
         console_input: None,
     };
@@ -186,6 +187,7 @@ fn bare_guest_hgcm_call_and_acknowledge_cost_one_exit_each() {
             cmdline: String::new(),
         },
         intx: IntxMode::Irqfd,
+        syscall_bridge: false,
         console_output: Box::new(std::io::sink()),
         console_input: None,
     };
@@ -347,6 +349,7 @@ fn bare_guest_cancelled_call_is_never_written_after_the_cancel() {
             cmdline: String::new(),
         },
         intx: IntxMode::Irqfd,
+        syscall_bridge: false,
         console_output: Box::new(std::io::sink()),
         console_input: None,
     };
@@ -477,6 +480,7 @@ fn bare_guest_reads_vmmdev_ram_without_exits_and_the_slot_follows_memory_decodin
             cmdline: String::new(),
         },
         intx: IntxMode::Irqfd,
+        syscall_bridge: false,
         console_output: Box::new(Console(sender)),
         console_input: None,
     };
@@ -610,6 +614,7 @@ fn bare_guest_takes_one_level_interrupt_per_completion_through_the_irqfd() {
             cmdline: String::new(),
         },
         intx: IntxMode::Irqfd,
+        syscall_bridge: false,
         console_output: Box::new(Console(sender)),
         console_input: None,
     };

@@ -45,6 +45,7 @@ fn run(name: &str, code: &[u8], vcpus: u8, prepare: impl FnOnce(&GuestMemoryMmap
             cmdline: String::new(),
         },
         intx: IntxMode::Irqfd,
+        syscall_bridge: true,
         console_output: Box::new(Console(sender)),
         console_input: None,
     };

@@ -56,6 +56,12 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = IntxArg::Irqfd)]
     pub intx: IntxArg,
 
+    /// On a PVM host (kvm_pvm), complete the guest's ring-3 system calls that PVM leaves in ring 3, by
+    /// trapping the guest's page-fault entry (every guest page fault then exits to the monitor).
+    /// Without it guest user space cannot make system calls there. Ignored on hardware KVM.
+    #[arg(long)]
+    pub syscall_bridge: bool,
+
     /// Writes the device's request log (one line per request, oldest first) to FILE when the VM ends.
     #[arg(long, value_name = "FILE")]
     pub request_log: Option<PathBuf>,

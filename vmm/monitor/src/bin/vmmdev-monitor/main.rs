@@ -69,6 +69,7 @@ fn run(started: Instant) -> Result<u8, Exit> {
             cmdline: cli.kernel_cmdline(),
         },
         intx: cli.intx.into(),
+        syscall_bridge: cli.syscall_bridge,
         console_output: Box::new(std::io::stdout()),
         console_input: Some(Box::new(console_input)),
     };
