@@ -6,16 +6,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use vm_memory::{Bytes, GuestAddress};
-use vmmdev_hgcm::{Hgcm, HgcmConfig};
 use vmmdev_monitor::exits::ExitKind;
-use vmmdev_monitor::intx::IntxMode;
-use vmmdev_monitor::loader::{BootSource, KernelFormat};
-use vmmdev_monitor::vm::{Vm, VmConfig, VmExit};
+use vmmdev_monitor::loader::KernelFormat;
+use vmmdev_monitor::vm::VmExit;
 use vmmdev_protocol::Status;
 use vmmdev_protocol::hgcm::{
     HgcmCallRequest, HgcmCancel2Request32, HgcmConnectRequest, HgcmRequestHeader,
@@ -28,7 +24,7 @@ use vmmdev_protocol::vmmdev::{
 use zerocopy::IntoBytes;
 use zerocopy::little_endian::{I32, U32};
 
-use common::{Console, ENTRY, elf, kvm_or_skip};
+use common::{BareVm, ENTRY, bare_vm, kvm_or_skip};
 
 /// Prints 'K', reads the vendor/device dword of 00:04.0 through 0xCF8/0xCFC and prints its four bytes,
 /// then pulses the i8042 reset line.
@@ -62,33 +58,17 @@ fn bare_guest_reads_vmmdev_identity_through_conf1_and_resets_the_machine() {
     if !kvm_or_skip(test) {
         return;
     }
-    let kernel =
-        std::env::temp_dir().join(format!("vmmdev-monitor-bare-{}.elf", std::process::id()));
-    std::fs::write(&kernel, elf(GUEST)).unwrap();
-    let (sender, receiver) = mpsc::channel();
-    let config = VmConfig {
-        memory_mib: 128,
-        vcpus: 1,
-        boot: BootSource {
-            kernel: PathBuf::from(&kernel),
-            initrd: None,
-            cmdline: String::new(),
-        },
-        intx: IntxMode::Irqfd,
-        syscall_bridge: false,
-        console_output: Box::new(Console(sender)),
-        console_input: None,
-    };
-    let hgcm = Hgcm::new(HgcmConfig::default());
-
-    let mut vm = Vm::new(config, hgcm.clone()).unwrap();
+    let BareVm {
+        mut vm,
+        hgcm,
+        console: receiver,
+    } = bare_vm("bare", GUEST, 1, false);
     let stop = vm.stop_handle();
     let watchdog = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(120));
         stop.stop();
     });
     let (exit, times) = vm.run().unwrap();
-    std::fs::remove_file(&kernel).unwrap();
     drop(watchdog);
 
     assert_eq!(vm.entry().format, KernelFormat::Elf);
@@ -175,27 +155,11 @@ fn bare_guest_hgcm_call_and_acknowledge_cost_one_exit_each() {
     if !kvm_or_skip(test) {
         return;
     }
-    let kernel =
-        std::env::temp_dir().join(format!("vmmdev-monitor-hgcm-{}.elf", std::process::id()));
-    std::fs::write(&kernel, elf(&hgcm_guest())).unwrap();
-    let config = VmConfig {
-        memory_mib: 128,
-        vcpus: 1,
-        boot: BootSource {
-            kernel: PathBuf::from(&kernel),
-            initrd: None,
-            cmdline: String::new(),
-        },
-        intx: IntxMode::Irqfd,
-        syscall_bridge: false,
-        console_output: Box::new(std::io::sink()),
-        console_input: None,
-    };
-    let hgcm = Hgcm::new(HgcmConfig::default());
-    hgcm.register_builtin(vmmdev_svc_echo::echo_entry, "")
-        .unwrap();
-    let mut vm = Vm::new(config, hgcm.clone()).unwrap();
-    std::fs::remove_file(&kernel).unwrap();
+    let BareVm {
+        mut vm,
+        hgcm,
+        console: _,
+    } = bare_vm("hgcm", &hgcm_guest(), 1, false);
     let mem = vm.memory().clone();
     let write = |address: u32, bytes: &[u8]| {
         mem.write_slice(bytes, GuestAddress(address.into()))
@@ -337,27 +301,11 @@ fn bare_guest_cancelled_call_is_never_written_after_the_cancel() {
     if !kvm_or_skip(test) {
         return;
     }
-    let kernel =
-        std::env::temp_dir().join(format!("vmmdev-monitor-cancel-{}.elf", std::process::id()));
-    std::fs::write(&kernel, elf(&cancel_guest())).unwrap();
-    let config = VmConfig {
-        memory_mib: 128,
-        vcpus: 1,
-        boot: BootSource {
-            kernel: PathBuf::from(&kernel),
-            initrd: None,
-            cmdline: String::new(),
-        },
-        intx: IntxMode::Irqfd,
-        syscall_bridge: false,
-        console_output: Box::new(std::io::sink()),
-        console_input: None,
-    };
-    let hgcm = Hgcm::new(HgcmConfig::default());
-    hgcm.register_builtin(vmmdev_svc_echo::echo_entry, "")
-        .unwrap();
-    let mut vm = Vm::new(config, hgcm.clone()).unwrap();
-    std::fs::remove_file(&kernel).unwrap();
+    let BareVm {
+        mut vm,
+        hgcm,
+        console: _,
+    } = bare_vm("cancel", &cancel_guest(), 1, false);
     let mem = vm.memory().clone();
     let write = |address: u32, bytes: &[u8]| {
         mem.write_slice(bytes, GuestAddress(address.into()))
@@ -467,26 +415,11 @@ fn bare_guest_reads_vmmdev_ram_without_exits_and_the_slot_follows_memory_decodin
     if !kvm_or_skip(test) {
         return;
     }
-    let kernel =
-        std::env::temp_dir().join(format!("vmmdev-monitor-ram-{}.elf", std::process::id()));
-    std::fs::write(&kernel, elf(&ram_bar_guest())).unwrap();
-    let (sender, receiver) = mpsc::channel();
-    let config = VmConfig {
-        memory_mib: 128,
-        vcpus: 1,
-        boot: BootSource {
-            kernel: PathBuf::from(&kernel),
-            initrd: None,
-            cmdline: String::new(),
-        },
-        intx: IntxMode::Irqfd,
-        syscall_bridge: false,
-        console_output: Box::new(Console(sender)),
-        console_input: None,
-    };
-    let hgcm = Hgcm::new(HgcmConfig::default());
-    let mut vm = Vm::new(config, hgcm.clone()).unwrap();
-    std::fs::remove_file(&kernel).unwrap();
+    let BareVm {
+        mut vm,
+        hgcm,
+        console: receiver,
+    } = bare_vm("ram", &ram_bar_guest(), 1, false);
     let mem = vm.memory().clone();
     mem.write_obj(HIGH_PD | 0x3, GuestAddress(PDPT_ENTRY_3))
         .unwrap();
@@ -601,28 +534,11 @@ fn bare_guest_takes_one_level_interrupt_per_completion_through_the_irqfd() {
     let handler_address = ENTRY + code.len() as u64;
     code.extend_from_slice(&handler);
     code.extend_from_slice(&main);
-    let kernel =
-        std::env::temp_dir().join(format!("vmmdev-monitor-irq-{}.elf", std::process::id()));
-    std::fs::write(&kernel, elf(&code)).unwrap();
-    let (sender, receiver) = mpsc::channel();
-    let config = VmConfig {
-        memory_mib: 128,
-        vcpus: 1,
-        boot: BootSource {
-            kernel: PathBuf::from(&kernel),
-            initrd: None,
-            cmdline: String::new(),
-        },
-        intx: IntxMode::Irqfd,
-        syscall_bridge: false,
-        console_output: Box::new(Console(sender)),
-        console_input: None,
-    };
-    let hgcm = Hgcm::new(HgcmConfig::default());
-    hgcm.register_builtin(vmmdev_svc_echo::echo_entry, "")
-        .unwrap();
-    let mut vm = Vm::new(config, hgcm.clone()).unwrap();
-    std::fs::remove_file(&kernel).unwrap();
+    let BareVm {
+        mut vm,
+        hgcm,
+        console: receiver,
+    } = bare_vm("irq", &code, 1, false);
     let mem = vm.memory().clone();
     let write = |address: u64, bytes: &[u8]| mem.write_slice(bytes, GuestAddress(address)).unwrap();
     // The fourth GiB (IOAPIC, LAPIC) mapped with 2 MiB pages.

@@ -9,18 +9,13 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-use vmmdev_hgcm::{Hgcm, HgcmConfig};
-use vmmdev_monitor::intx::IntxMode;
 use vmmdev_monitor::layout::{BOOT_PD, BOOT_PDPT, BOOT_PML4};
-use vmmdev_monitor::loader::BootSource;
-use vmmdev_monitor::vm::{Vm, VmConfig, VmExit};
+use vmmdev_monitor::vm::VmExit;
 
-use common::{Console, ENTRY, elf, kvm_or_skip};
+use common::{BareVm, ENTRY, bare_vm, kvm_or_skip};
 
 /// What a run left behind: how it ended, the console bytes and the guest memory.
 struct Run {
@@ -32,26 +27,11 @@ struct Run {
 /// Boots `code` at [`ENTRY`] on `vcpus` vCPUs after `prepare` wrote the guest's tables; stops after
 /// 120 s at most.
 fn run(name: &str, code: &[u8], vcpus: u8, prepare: impl FnOnce(&GuestMemoryMmap)) -> Run {
-    let kernel =
-        std::env::temp_dir().join(format!("vmmdev-monitor-{name}-{}.elf", std::process::id()));
-    std::fs::write(&kernel, elf(code)).unwrap();
-    let (sender, receiver) = mpsc::channel();
-    let config = VmConfig {
-        memory_mib: 128,
-        vcpus,
-        boot: BootSource {
-            kernel: PathBuf::from(&kernel),
-            initrd: None,
-            cmdline: String::new(),
-        },
-        intx: IntxMode::Irqfd,
-        syscall_bridge: true,
-        console_output: Box::new(Console(sender)),
-        console_input: None,
-    };
-    let hgcm = Hgcm::new(HgcmConfig::default());
-    let mut vm = Vm::new(config, hgcm.clone()).unwrap();
-    std::fs::remove_file(&kernel).unwrap();
+    let BareVm {
+        mut vm,
+        hgcm,
+        console: receiver,
+    } = bare_vm(name, code, vcpus, true);
     let mem = vm.memory().clone();
     prepare(&mem);
     let stop = vm.stop_handle();
@@ -90,7 +70,7 @@ fn map_fourth_gib(mem: &GuestMemoryMmap) {
 
 /// The second vCPU's code at [`TRAMPOLINE`], entered in real mode with CS = 0x0800, IP = 0: loads its
 /// own GDT, enters protected mode, enables PAE with the monitor's boot page tables and long mode, jumps
-/// to 64-bit code, sets [`AP_FLAG`], prints 'A' and halts.
+/// to 64-bit code, prints 'A', sets [`AP_FLAG`] and halts.
 fn trampoline() -> Vec<u8> {
     let at = |offset: usize| (TRAMPOLINE as u32 + offset as u32).to_le_bytes();
     // Fixed lengths: real-mode part 28 bytes, 32-bit part 57, 64-bit part 22, then the GDT (8-aligned).
@@ -131,10 +111,11 @@ fn trampoline() -> Vec<u8> {
     code.extend_from_slice(&at(LONG));
     code.extend_from_slice(&[0x18, 0x00]);
     assert_eq!(code.len(), LONG);
+    // Print before raising the flag: the boot vCPU prints 'B' as soon as it sees the flag.
+    code.extend_from_slice(&[0x66, 0xba, 0xf8, 0x03, 0xb0, b'A', 0xee]); // print 'A'
     code.extend_from_slice(&[0xc7, 0x04, 0x25]); // mov dword [AP_FLAG], 1
     code.extend_from_slice(&AP_FLAG.to_le_bytes());
     code.extend_from_slice(&1u32.to_le_bytes());
-    code.extend_from_slice(&[0x66, 0xba, 0xf8, 0x03, 0xb0, b'A', 0xee]); // print 'A'
     code.extend_from_slice(&[0xfa, 0xf4, 0xeb, 0xfd]); // cli; hlt loop
     code.resize(GDT, 0);
     for descriptor in [

@@ -1,8 +1,14 @@
-//! What the bare-guest tests share: the ELF they boot, the console they read and the skip where
-//! `/dev/kvm` is missing.
+//! What the bare-guest tests share: the ELF they boot, the VM that boots it, the console they read and
+//! the skip where `/dev/kvm` is missing.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::mpsc;
+
+use vmmdev_hgcm::{Hgcm, HgcmConfig};
+use vmmdev_monitor::intx::IntxMode;
+use vmmdev_monitor::loader::BootSource;
+use vmmdev_monitor::vm::{Vm, VmConfig};
 
 /// Where the ELF places the code (and its entry point), as a Linux vmlinux would.
 pub const ENTRY: u64 = 0x100_0000;
@@ -63,4 +69,41 @@ impl Write for Console {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// A bare guest ready to run: the VM, its HGCM host (with the Echo service built in) and the bytes the
+/// guest writes on its serial console.
+pub struct BareVm {
+    pub vm: Vm,
+    pub hgcm: Hgcm,
+    pub console: mpsc::Receiver<u8>,
+}
+
+/// Creates a 128 MiB VM on `vcpus` vCPUs that boots `code` at [`ENTRY`] as an ELF, with its INTx line
+/// on an irqfd and the PVM system-call bridge as `syscall_bridge` says. `name` tells concurrent tests'
+/// temporary kernel files apart.
+pub fn bare_vm(name: &str, code: &[u8], vcpus: u8, syscall_bridge: bool) -> BareVm {
+    let kernel =
+        std::env::temp_dir().join(format!("vmmdev-monitor-{name}-{}.elf", std::process::id()));
+    std::fs::write(&kernel, elf(code)).unwrap();
+    let (sender, console) = mpsc::channel();
+    let config = VmConfig {
+        memory_mib: 128,
+        vcpus,
+        boot: BootSource {
+            kernel: PathBuf::from(&kernel),
+            initrd: None,
+            cmdline: String::new(),
+        },
+        intx: IntxMode::Irqfd,
+        syscall_bridge,
+        console_output: Box::new(Console(sender)),
+        console_input: None,
+    };
+    let hgcm = Hgcm::new(HgcmConfig::default());
+    hgcm.register_builtin(vmmdev_svc_echo::echo_entry, "")
+        .unwrap();
+    let vm = Vm::new(config, hgcm.clone()).unwrap();
+    std::fs::remove_file(&kernel).unwrap();
+    BareVm { vm, hgcm, console }
 }
