@@ -132,6 +132,27 @@ impl RunDir {
         self.path.join("command.txt")
     }
 
+    /// Writes `program` and `args` to [`Self::command_file`], one per line.
+    pub fn write_command_file(&self, program: &Path, args: &[OsString]) -> Result<(), LaunchError> {
+        use std::io::Write;
+        use std::os::unix::ffi::OsStrExt;
+
+        let path = self.command_file();
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&path)?;
+            file.write_all(program.as_os_str().as_bytes())?;
+            for arg in args {
+                file.write_all(b"\n")?;
+                file.write_all(arg.as_bytes())?;
+            }
+            file.write_all(b"\n")
+        };
+        write().map_err(|source| LaunchError::RunFile {
+            path: path.clone(),
+            source,
+        })
+    }
+
     /// Standard error of the VM process.
     pub fn vm_stderr_log(&self) -> PathBuf {
         self.path.join("vm-stderr.log")

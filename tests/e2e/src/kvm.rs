@@ -17,7 +17,6 @@
 //! [`ENV_KVM_INITRD`]; a test without them prints `SKIPPED:` and returns, like the QEMU tests.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -160,7 +159,7 @@ impl Backend for KvmMonitor {
 
     fn launch(&self, spec: &BootSpec, dir: &RunDir) -> Result<LaunchedVm, LaunchError> {
         let args = self.arguments(spec, dir);
-        write_command_file(dir, &self.monitor, &args)?;
+        dir.write_command_file(&self.monitor, &args)?;
         let stderr_path = dir.vm_stderr_log();
         let stderr =
             std::fs::File::create(&stderr_path).map_err(|source| LaunchError::RunFile {
@@ -189,25 +188,6 @@ impl Backend for KvmMonitor {
             started,
         })
     }
-}
-
-fn write_command_file(dir: &RunDir, program: &Path, args: &[OsString]) -> Result<(), LaunchError> {
-    use std::os::unix::ffi::OsStrExt;
-
-    let path = dir.command_file();
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&path)?;
-        file.write_all(program.as_os_str().as_bytes())?;
-        for arg in args {
-            file.write_all(b"\n")?;
-            file.write_all(arg.as_bytes())?;
-        }
-        file.write_all(b"\n")
-    };
-    write().map_err(|source| LaunchError::RunFile {
-        path: path.clone(),
-        source,
-    })
 }
 
 /// The files a KVM boot test needs.

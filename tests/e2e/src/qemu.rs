@@ -9,7 +9,6 @@
 //! kernel's PVH entry point, which saves the several seconds the decompressor needs under TCG.
 
 use std::ffi::{OsStr, OsString};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -120,7 +119,7 @@ impl Backend for QemuTcg {
         }
 
         let args = self.arguments(spec, socket.as_deref());
-        write_command_file(dir, &self.qemu, &args)?;
+        dir.write_command_file(&self.qemu, &args)?;
         let stderr_path = dir.vm_stderr_log();
         let stderr =
             std::fs::File::create(&stderr_path).map_err(|source| LaunchError::RunFile {
@@ -144,25 +143,6 @@ impl Backend for QemuTcg {
             started,
         })
     }
-}
-
-fn write_command_file(dir: &RunDir, program: &Path, args: &[OsString]) -> Result<(), LaunchError> {
-    use std::os::unix::ffi::OsStrExt;
-
-    let path = dir.command_file();
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&path)?;
-        file.write_all(program.as_os_str().as_bytes())?;
-        for arg in args {
-            file.write_all(b"\n")?;
-            file.write_all(arg.as_bytes())?;
-        }
-        file.write_all(b"\n")
-    };
-    write().map_err(|source| LaunchError::RunFile {
-        path: path.clone(),
-        source,
-    })
 }
 
 #[cfg(test)]
