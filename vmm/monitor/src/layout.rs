@@ -52,6 +52,12 @@ pub const VMMDEV_RAM_BAR: u32 = 0xE000_0000;
 /// The IOAPIC pin (and GSI) of VMMDev's INTA#: above the ISA range, so no ISA entry shares it and KVM's
 /// default routing sends it to the IOAPIC only (kvm-vmm.md §3.2).
 pub const VMMDEV_GSI: u32 = 16;
+/// What firmware leaves in VMMDev's Interrupt Line register: the legacy (8259) IRQ that SeaBIOS reports
+/// under QEMU too. Linux without ACPI ignores a line of 16 or more, so `irq` in sysfs would read 0 until a
+/// driver enables the device; with 10 it reads 10, and `pci_enable_device` then takes the IOAPIC pin
+/// ([`VMMDEV_GSI`]) from the MP table, as on an MP-table PC. The 8259 is not wired to VMMDev: guests that
+/// run with `noapic` get no interrupt from it (kvm-vmm.md §3.2).
+pub const VMMDEV_INTERRUPT_LINE: u8 = 10;
 
 /// The first serial port (COM1).
 pub const SERIAL_PORT: u16 = 0x3f8;

@@ -80,7 +80,7 @@ impl Machine {
             pci.set_bar_address(BAR_REQUEST_PORTS, u32::from(layout::VMMDEV_IO_BAR));
             pci.set_bar_address(BAR_VMMDEV_RAM, layout::VMMDEV_RAM_BAR);
             pci.set_command(COMMAND_IO_SPACE | COMMAND_MEMORY_SPACE);
-            pci.set_interrupt_line(layout::VMMDEV_GSI as u8);
+            pci.set_interrupt_line(layout::VMMDEV_INTERRUPT_LINE);
         });
         let regions: Vec<BarChange> = [BAR_REQUEST_PORTS, BAR_VMMDEV_RAM]
             .into_iter()
