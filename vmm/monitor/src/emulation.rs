@@ -3,19 +3,23 @@
 //! On a host whose `/dev/kvm` runs guest kernel code through KVM's instruction emulator (PVM's native
 //! mode, kvm-vmm.md §0), some instructions the Linux kernel uses stop the vCPU with
 //! `KVM_EXIT_INTERNAL_ERROR` / `KVM_INTERNAL_ERROR_EMULATION`. The exit carries the instruction bytes.
-//! Three of them have side effects simple enough to complete here, and only when an exit names them:
+//! These have side effects simple enough to complete here, and only when an exit names them:
 //!
 //! * `int3`: the kernel's own breakpoints (its self-test, code patching). The monitor steps over the byte
 //!   and injects #BP, so the kernel's handler runs exactly as after a real trap.
 //! * `fwait`: with no x87 exception pending it does nothing; the monitor steps over it.
 //! * `ldmxcsr m32`: the monitor decodes the memory operand, reads the four bytes through the guest's page
 //!   tables and loads them into the vCPU's MXCSR.
+//! * `xsave`, `xsaveopt` and `xrstor`: the guest's extended state between the vCPU and the operand, in
+//!   [`crate::xsave`]'s format, with the faults the instruction would raise.
 //!
 //! Every other failure stops the VM with the RIP and the instruction bytes in the log, and, for the
 //! instructions known to fail there, the kernel parameter that keeps the kernel from using them.
 
 /// Vector of the breakpoint exception.
 pub const BREAKPOINT_VECTOR: u8 = 3;
+/// Vector of the invalid-opcode exception.
+pub const INVALID_OPCODE_VECTOR: u8 = 6;
 /// Vector of the general-protection exception.
 pub const GENERAL_PROTECTION_VECTOR: u8 = 13;
 /// `KVM_INTERNAL_ERROR_EMULATION`.
@@ -100,6 +104,15 @@ pub enum Workaround {
         /// Where the value is.
         operand: MemoryOperand,
     },
+    /// XSAVE or XSAVEOPT (`save`), or XRSTOR, of the extended state at the operand.
+    ExtendedState {
+        /// The instruction's length.
+        len: u64,
+        /// The XSAVE area.
+        operand: MemoryOperand,
+        /// XSAVE or XSAVEOPT rather than XRSTOR.
+        save: bool,
+    },
     /// Nothing to do here: the VM stops.
     Unsupported {
         /// What the instruction is, when known, and how to keep the kernel from using it.
@@ -113,12 +126,14 @@ pub fn workaround(bytes: &[u8]) -> Workaround {
     let mut segment = None;
     let mut address_32 = false;
     let mut rex = 0u8;
+    let mut mandatory_prefix = false;
     while let Some(&byte) = bytes.get(position) {
         match byte {
             0x64 => segment = Some(SegmentOverride::Fs),
             0x65 => segment = Some(SegmentOverride::Gs),
             0x67 => address_32 = true,
-            0x26 | 0x2e | 0x36 | 0x3e | 0x66 | 0xf0 | 0xf2 | 0xf3 => {}
+            0x66 | 0xf2 | 0xf3 => mandatory_prefix = true,
+            0x26 | 0x2e | 0x36 | 0x3e | 0xf0 => {}
             _ => break,
         }
         position += 1;
@@ -133,12 +148,25 @@ pub fn workaround(bytes: &[u8]) -> Workaround {
     match opcode {
         [0xcc, ..] if position == 0 => Workaround::Breakpoint,
         [0x9b, ..] if position == 0 => Workaround::Skip { len: 1 },
-        [0x0f, 0xae, modrm, ..] if (modrm >> 3) & 7 == 2 && modrm >> 6 != 3 => {
+        // ldmxcsr (/2), and without a mandatory prefix (which makes /4–/6 other instructions such as
+        // ptwrite or clwb) xsave (/4), xrstor (/5) and xsaveopt (/6); all with a memory operand.
+        [0x0f, 0xae, modrm, ..]
+            if modrm >> 6 != 3
+                && ((modrm >> 3) & 7 == 2
+                    || (!mandatory_prefix && matches!((modrm >> 3) & 7, 4..=6))) =>
+        {
             match decode_memory_operand(&opcode[2..], rex, segment, address_32) {
-                Some((operand, operand_len)) => Workaround::LoadMxcsr {
-                    len: (position + 2 + operand_len) as u64,
-                    operand,
-                },
+                Some((operand, operand_len)) => {
+                    let len = (position + 2 + operand_len) as u64;
+                    match (modrm >> 3) & 7 {
+                        2 => Workaround::LoadMxcsr { len, operand },
+                        reg => Workaround::ExtendedState {
+                            len,
+                            operand,
+                            save: reg != 5,
+                        },
+                    }
+                }
                 None => Workaround::Unsupported { hint: None },
             }
         }
@@ -230,9 +258,6 @@ fn known_hint(opcode: &[u8]) -> Option<&'static str> {
     match opcode {
         [0x0f, 0xc7, modrm, ..] if (modrm >> 3) & 7 == 1 => {
             Some("cmpxchg16b: boot the guest with clearcpuid=cx16")
-        }
-        [0x0f, 0xae, modrm, ..] if (modrm >> 3) & 7 == 5 && modrm >> 6 != 3 => {
-            Some("xrstor: boot the guest with noxsave")
         }
         [0x0f, 0xb8, ..] => Some("popcnt: boot the guest with clearcpuid=popcnt"),
         [0x0f, 0x01, 0xca] | [0x0f, 0x01, 0xcb] => {
@@ -343,11 +368,46 @@ mod tests {
             panic!("no hint");
         };
         assert!(hint.contains("clearcpuid=cx16"), "{hint}");
-        let Workaround::Unsupported { hint: Some(hint) } = workaround(&[0x48, 0x0f, 0xae, 0x2f])
+    }
+
+    #[test]
+    fn xsave_and_xrstor_are_decoded_with_their_operand() {
+        // xsave64 (%rdi); xrstor64 0x40(%rbx)
+        let Workaround::ExtendedState { len, operand, save } =
+            workaround(&[0x48, 0x0f, 0xae, 0x27])
         else {
-            panic!("no hint");
+            panic!("not xsave");
         };
-        assert!(hint.contains("noxsave"), "{hint}");
+        assert!(save);
+        assert_eq!(len, 4);
+        let mut regs = [0u64; 16];
+        regs[7] = 0x5000;
+        assert_eq!(operand.address(&regs, 0, 0, 0), 0x5000);
+        let Workaround::ExtendedState { len, operand, save } =
+            workaround(&[0x48, 0x0f, 0xae, 0x6b, 0x40])
+        else {
+            panic!("not xrstor");
+        };
+        assert!(!save);
+        assert_eq!(len, 5);
+        regs[3] = 0x6000;
+        assert_eq!(operand.address(&regs, 0, 0, 0), 0x6040);
+        // xsaveopt64 (%rdi) saves like xsave.
+        assert!(matches!(
+            workaround(&[0x48, 0x0f, 0xae, 0x37]),
+            Workaround::ExtendedState { save: true, .. }
+        ));
+    }
+
+    #[test]
+    fn mandatory_prefixes_make_other_instructions_than_xsave() {
+        // clwb (%rdi) and ptwrite (%rdi) share 0f ae /6 and /4.
+        for bytes in [[0x66, 0x0f, 0xae, 0x37], [0xf3, 0x0f, 0xae, 0x27]] {
+            assert!(
+                matches!(workaround(&bytes), Workaround::Unsupported { .. }),
+                "{bytes:x?}"
+            );
+        }
     }
 
     #[test]

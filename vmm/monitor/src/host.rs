@@ -14,7 +14,12 @@
 //!   skipped without a delivery. Exceptions from ring 3 (#GP, #PF, #UD) are delivered through the IDT
 //!   correctly, `sysretq` and `iretq` to ring 3 work, and `KVM_SET_GUEST_DEBUG` single-steps only the
 //!   emulated ring-0 code (a hardware breakpoint is accepted but never fires). The monitor completes such
-//!   system calls from the fault they cause ([`crate::syscall_bridge`]).
+//!   system calls from the fault they cause ([`crate::syscall_bridge`]);
+//! * the emulator cannot run XSAVE or XRSTOR, and guest ring 3 runs with the host's XCR0 and CPUID
+//!   whatever the guest kernel set: the monitor completes the kernel's XSAVE/XRSTOR for every component
+//!   of its XCR0 ([`crate::xsave`]), so user space keeps its AVX and AVX-512 registers across task
+//!   switches. The monitor's CPUID leaf 0xD does not reach the guest kernel there; its command line
+//!   clears the compacted format (`clearcpuid=xsavec,xsaves`).
 
 use std::path::Path;
 

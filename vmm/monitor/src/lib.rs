@@ -15,7 +15,9 @@
 //!   zero page; [`mptable`]: the MP tables; [`cpu`]: a vCPU's boot state.
 //! - [`pci`]: configuration mechanism #1 with the host bridge; [`serial`]: the console; [`intx`]: VMMDev's
 //!   interrupt on KVM.
-//! - [`emulation`]: instructions KVM could not emulate (hosts that emulate guest kernel code); [`host`]:
+//! - [`emulation`]: instructions KVM could not emulate (hosts that emulate guest kernel code), with
+//!   [`xsave`] (the extended state those hosts cannot save) and [`page_walk`] (guest memory accessed on
+//!   the guest's behalf); [`host`]:
 //!   what the host's KVM is, where that changes the machine (PVM); [`syscall_bridge`]: ring-3 system calls
 //!   where that KVM leaves SYSCALL in ring 3.
 //! - [`exits`]: VM exit counters; [`audit`]: the host's check that cancelled requests stay untouched.
@@ -58,8 +60,10 @@ pub mod loader;
 mod machine;
 pub mod memory;
 pub mod mptable;
+pub mod page_walk;
 pub mod pci;
 pub mod serial;
 pub mod syscall_bridge;
 mod vcpu;
 pub mod vm;
+pub mod xsave;

@@ -31,6 +31,7 @@ use crate::pci::{CONFIG_ADDRESS, CONFIG_DATA, PciBus};
 use crate::serial::Console;
 use crate::syscall_bridge::Bridge;
 use crate::vm::VmExit;
+use crate::xsave;
 
 /// Offset of `requestType` in every VMMDev request.
 const REQUEST_TYPE_OFFSET: u64 = std::mem::offset_of!(RequestHeader, request_type) as u64;
@@ -48,7 +49,10 @@ pub(crate) struct Machine {
     pub(crate) console: Console,
     pub(crate) counters: Arc<ExitCounters>,
     pub(crate) audit: CancelAudit,
-    pub(crate) workarounds: [AtomicU64; 4],
+    /// Emulation workarounds applied, by kind (for the log's rate limit).
+    pub(crate) workarounds: [AtomicU64; 5],
+    /// Where the host's XSAVE components live, for the XSAVE/XRSTOR the monitor completes.
+    pub(crate) xsave_layout: xsave::Layout,
     /// Ring-3 system calls completed by the monitor (PVM hosts only).
     pub(crate) syscall_bridge: Option<Bridge>,
     pub(crate) outcome: Mutex<Option<VmExit>>,

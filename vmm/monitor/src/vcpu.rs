@@ -17,18 +17,24 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 use parking_lot::Mutex;
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::emulation::{self, InternalError, Workaround};
+use crate::emulation::{self, InternalError, MemoryOperand, Workaround};
 use crate::exits::ExitKind;
 use crate::machine::Machine;
+use crate::page_walk::{self, Access, Paging, WalkError};
 use crate::syscall_bridge::{
     self, Bridge, FAULT_FRAME_LEN, FaultFrame, Hook, INT3, MSR_LSTAR, MSR_STAR, PAGE_FAULT_VECTOR,
 };
 use crate::vm::VmExit;
+use crate::xsave::{self, StateFault};
 
 /// Emulation workarounds of one kind logged at info level before the rest go to debug.
 const WORKAROUNDS_LOGGED: u64 = 3;
 /// EFER.LMA: the vCPU is in long mode.
 const EFER_LMA: u64 = 1 << 10;
+/// CR4.OSXSAVE: the guest enabled XSAVE and XCR0.
+const CR4_OSXSAVE: u64 = 1 << 18;
+/// The guest's page size.
+const PAGE: u64 = 4096;
 /// Bytes of a 64-bit IDT gate, and its present bit (in byte 5).
 const IDT_GATE_LEN: u64 = 16;
 const IDT_GATE_PRESENT: u8 = 0x80;
@@ -111,6 +117,30 @@ pub(crate) fn run_vcpu(
     }
 }
 
+/// Injects exception `vector` (with `error_code` where it has one) at the vCPU's next entry.
+fn inject_exception(vcpu: &VcpuFd, vector: u8, error_code: Option<u32>) -> Result<(), String> {
+    let mut events = vcpu
+        .get_vcpu_events()
+        .map_err(|e| format!("get_vcpu_events: {e}"))?;
+    events.exception.injected = 1;
+    events.exception.nr = vector;
+    events.exception.has_error_code = u8::from(error_code.is_some());
+    events.exception.error_code = error_code.unwrap_or(0);
+    vcpu.set_vcpu_events(&events)
+        .map_err(|e| format!("set_vcpu_events: {e}"))
+}
+
+/// The vCPU's XCR0.
+fn read_xcr0(vcpu: &VcpuFd) -> Result<u64, String> {
+    let xcrs = vcpu.get_xcrs().map_err(|e| format!("get_xcrs: {e}"))?;
+    xcrs.xcrs
+        .iter()
+        .take(xcrs.nr_xcrs as usize)
+        .find(|xcr| xcr.xcr == 0)
+        .map(|xcr| xcr.value)
+        .ok_or_else(|| "KVM reports no XCR0".to_string())
+}
+
 /// Reads one MSR of `vcpu`.
 fn read_msr(vcpu: &VcpuFd, index: u32) -> Option<u64> {
     let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
@@ -168,15 +198,14 @@ impl Machine {
                 regs.rip += 1;
                 vcpu.set_regs(&regs)
                     .map_err(|e| crashed(format!("set_regs: {e}")))?;
-                let mut events = vcpu
-                    .get_vcpu_events()
-                    .map_err(|e| crashed(format!("get_vcpu_events: {e}")))?;
-                events.exception.injected = 1;
-                events.exception.nr = emulation::BREAKPOINT_VECTOR;
-                events.exception.has_error_code = 0;
-                events.exception.error_code = 0;
-                vcpu.set_vcpu_events(&events)
-                    .map_err(|e| crashed(format!("set_vcpu_events: {e}")))?;
+                inject_exception(vcpu, emulation::BREAKPOINT_VECTOR, None).map_err(crashed)?;
+            }
+            Workaround::ExtendedState { len, operand, save } => {
+                let outcome = self
+                    .complete_extended_state(vcpu, regs, len, operand, save)
+                    .map_err(|e| crashed(describe(&e)))?;
+                let what = if save { "xsave" } else { "xrstor" };
+                self.note_workaround(4, &describe(&format!("{what}: {outcome}")));
             }
             Workaround::Skip { len } => {
                 self.note_workaround(1, &describe("fwait: skipped"));
@@ -306,6 +335,114 @@ impl Machine {
         vcpu.set_regs(&regs).map_err(|e| format!("set_regs: {e}"))
     }
 
+    /// Completes XSAVE or XRSTOR at `operand` between the vCPU's extended state and guest memory, or
+    /// raises the fault the instruction would (#UD, #GP, #PF); returns what happened, for the log.
+    fn complete_extended_state(
+        &self,
+        vcpu: &VcpuFd,
+        mut regs: kvm_regs,
+        len: u64,
+        operand: MemoryOperand,
+        save: bool,
+    ) -> Result<String, String> {
+        let mut sregs = vcpu.get_sregs().map_err(|e| format!("get_sregs: {e}"))?;
+        if sregs.cr4 & CR4_OSXSAVE == 0 {
+            inject_exception(vcpu, emulation::INVALID_OPCODE_VECTOR, None)?;
+            return Ok("#UD (CR4.OSXSAVE clear)".into());
+        }
+        let address = operand.address(
+            &emulation::register_file(&regs),
+            regs.rip + len,
+            sregs.fs.base,
+            sregs.gs.base,
+        );
+        if address % xsave::AREA_ALIGN != 0 {
+            inject_exception(vcpu, emulation::GENERAL_PROTECTION_VECTOR, Some(0))?;
+            return Ok(format!("#GP (area {address:#x} not 64-byte aligned)"));
+        }
+        let xcr0 = read_xcr0(vcpu)?;
+        let area_len = self
+            .xsave_layout
+            .area_len(xcr0)
+            .map_err(|e| format!("the guest's extended state cannot be completed: {e}"))?;
+        let rfbm = xcr0 & ((regs.rdx << 32) | (regs.rax & 0xffff_ffff));
+        let paging = Paging {
+            cr3: sregs.cr3,
+            cr0: sregs.cr0,
+            cr4: sregs.cr4,
+        };
+        let access = Access {
+            write: save,
+            user: sregs.cs.selector & 3 == 3,
+        };
+        let mut pieces = Vec::with_capacity(2);
+        let mut done = 0;
+        while done < area_len {
+            let virt = address.wrapping_add(done as u64);
+            let chunk = (PAGE - virt % PAGE).min((area_len - done) as u64) as usize;
+            match page_walk::translate(&self.mem, paging, virt, access) {
+                Ok(physical) => pieces.push((physical, done, chunk)),
+                Err(WalkError::PageFault { error_code }) => {
+                    sregs.cr2 = virt;
+                    vcpu.set_sregs(&sregs)
+                        .map_err(|e| format!("set_sregs: {e}"))?;
+                    inject_exception(vcpu, PAGE_FAULT_VECTOR as u8, Some(error_code))?;
+                    return Ok(format!("#PF at {virt:#x}, error code {error_code:#x}"));
+                }
+                Err(WalkError::NonCanonical) => {
+                    inject_exception(vcpu, emulation::GENERAL_PROTECTION_VECTOR, Some(0))?;
+                    return Ok(format!("#GP (area {address:#x} not canonical)"));
+                }
+                Err(error @ WalkError::Unwalkable) => {
+                    return Err(format!("area {virt:#x}: {error}"));
+                }
+            }
+            done += chunk;
+        }
+        let mut area = vec![0u8; area_len];
+        for &(physical, offset, chunk) in &pieces {
+            self.mem
+                .read_slice(&mut area[offset..offset + chunk], GuestAddress(physical))
+                .map_err(|e| format!("area at {physical:#x}: {e}"))?;
+        }
+        let mut state = vcpu.get_xsave().map_err(|e| format!("get_xsave: {e}"))?;
+        let mut image: Vec<u8> = state.region.iter().flat_map(|w| w.to_le_bytes()).collect();
+        if save {
+            xsave::save(&self.xsave_layout, &image, rfbm, &mut area);
+            for &(physical, offset, chunk) in &pieces {
+                self.mem
+                    .write_slice(&area[offset..offset + chunk], GuestAddress(physical))
+                    .map_err(|e| format!("area at {physical:#x}: {e}"))?;
+            }
+        } else {
+            if xsave::compacted(&area) {
+                return Err(format!(
+                    "the guest restores the compacted format; {}",
+                    xsave::KERNEL_PARAMETER_HINT
+                ));
+            }
+            if let Err(StateFault::GeneralProtection) =
+                xsave::restore(&self.xsave_layout, &mut image, rfbm, xcr0, &area)
+            {
+                inject_exception(vcpu, emulation::GENERAL_PROTECTION_VECTOR, Some(0))?;
+                return Ok(format!("#GP (invalid area at {address:#x})"));
+            }
+            for (word, bytes) in state.region.iter_mut().zip(image.chunks_exact(4)) {
+                *word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+            }
+            // SAFETY: `state` is a whole `kvm_xsave` read from this vCPU, changed only in components of
+            // the guest's XCR0, whose standard-format image `area_len` checked to end inside the
+            // 4096-byte region; XSTATE_BV names no other component, so the kernel reads nothing past the
+            // struct.
+            unsafe { vcpu.set_xsave(&state) }.map_err(|e| format!("set_xsave: {e}"))?;
+        }
+        regs.rip += len;
+        vcpu.set_regs(&regs).map_err(|e| format!("set_regs: {e}"))?;
+        Ok(format!(
+            "completed, area {address:#x}, components {rfbm:#x}"
+        ))
+    }
+
     fn note_workaround(&self, kind: usize, message: &str) {
         let seen = self.workarounds[kind].fetch_add(1, Ordering::Relaxed);
         if seen < WORKAROUNDS_LOGGED {
@@ -327,7 +464,6 @@ impl Machine {
 
     /// Reads `len` bytes at guest-virtual `address`, translating once per page.
     fn read_virtual(&self, vcpu: &VcpuFd, address: u64, len: usize) -> Option<Vec<u8>> {
-        const PAGE: u64 = 4096;
         let mut bytes = vec![0u8; len];
         let mut done = 0;
         while done < len {

@@ -35,6 +35,7 @@ use crate::pci::PciBus;
 use crate::serial::Console;
 use crate::syscall_bridge::Bridge;
 use crate::vcpu::run_vcpu;
+use crate::xsave;
 
 /// KVM's API version.
 const KVM_API_VERSION: i32 = 12;
@@ -300,6 +301,7 @@ impl Vm {
             counters,
             audit: CancelAudit::default(),
             workarounds: Default::default(),
+            xsave_layout: xsave::Layout::host(),
             syscall_bridge: (host == HostKvm::Pvm && config.syscall_bridge).then(Bridge::default),
             outcome: Mutex::new(None),
             ended: Condvar::new(),
