@@ -37,6 +37,7 @@ pub mod backend;
 pub mod console;
 pub mod cpio;
 pub mod expect;
+pub mod full_session;
 pub mod host_agent;
 pub mod host_side;
 pub mod image;

@@ -86,12 +86,14 @@ wait_gone() {
     return 0
 }
 
-# Waits up to 10 s until process PID sleeps (state S): blocked in the driver waiting for the host.
+# Waits up to 60 s until process PID sleeps (state S): blocked in the driver waiting for the host. Where
+# the host emulates guest kernel code (KVM on PVM) starting a program takes a large part of a second, and
+# the last of many waiters started at once gets there only after all the others.
 wait_sleeping() {
     tries=0
     until [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = S ]; do
         tries=$((tries + 1))
-        [ "$tries" -le 100 ] || return 1
+        [ "$tries" -le 600 ] || return 1
         sleep 0.1
     done
 }
@@ -232,7 +234,7 @@ step_guestprop_wait_many() {
     pids=""
     i=0
     while [ "$i" -lt "$MANY_WAITERS" ]; do
-        "$VBOXCONTROL" --nologo guestproperty wait /Test/Many --timestamp "$after" --timeout 40000 \
+        "$VBOXCONTROL" --nologo guestproperty wait /Test/Many --timestamp "$after" --timeout 300000 \
             >"/tmp/guestprop-many/$i" 2>&1 &
         pids="$pids $!"
         i=$((i + 1))
