@@ -195,7 +195,7 @@ impl Machine {
         match workaround {
             Workaround::Breakpoint => {
                 self.note_workaround(0, &describe("int3: injecting #BP"));
-                regs.rip += 1;
+                regs.rip = regs.rip.wrapping_add(1);
                 vcpu.set_regs(&regs)
                     .map_err(|e| crashed(format!("set_regs: {e}")))?;
                 inject_exception(vcpu, emulation::BREAKPOINT_VECTOR, None).map_err(crashed)?;
@@ -209,7 +209,7 @@ impl Machine {
             }
             Workaround::Skip { len } => {
                 self.note_workaround(1, &describe("fwait: skipped"));
-                regs.rip += len;
+                regs.rip = regs.rip.wrapping_add(len);
                 vcpu.set_regs(&regs)
                     .map_err(|e| crashed(format!("set_regs: {e}")))?;
             }
@@ -219,7 +219,7 @@ impl Machine {
                     .map_err(|e| crashed(format!("get_sregs: {e}")))?;
                 let address = operand.address(
                     &emulation::register_file(&regs),
-                    regs.rip + len,
+                    regs.rip.wrapping_add(len),
                     sregs.fs.base,
                     sregs.gs.base,
                 );
@@ -237,7 +237,7 @@ impl Machine {
                 fpu.mxcsr = value;
                 vcpu.set_fpu(&fpu)
                     .map_err(|e| crashed(format!("set_fpu: {e}")))?;
-                regs.rip += len;
+                regs.rip = regs.rip.wrapping_add(len);
                 vcpu.set_regs(&regs)
                     .map_err(|e| crashed(format!("set_regs: {e}")))?;
                 self.note_workaround(2, &describe(&format!("ldmxcsr: MXCSR = {value:#x}")));
@@ -330,7 +330,7 @@ impl Machine {
             regs.rflags = frame.rflags;
             self.note_workaround(3, "SYSCALL left in ring 3: entered MSR_LSTAR in ring 0");
         } else {
-            regs.rip += hook.nop_len;
+            regs.rip = regs.rip.wrapping_add(hook.nop_len);
         }
         vcpu.set_regs(&regs).map_err(|e| format!("set_regs: {e}"))
     }
@@ -352,7 +352,7 @@ impl Machine {
         }
         let address = operand.address(
             &emulation::register_file(&regs),
-            regs.rip + len,
+            regs.rip.wrapping_add(len),
             sregs.fs.base,
             sregs.gs.base,
         );
@@ -436,7 +436,7 @@ impl Machine {
             // struct.
             unsafe { vcpu.set_xsave(&state) }.map_err(|e| format!("set_xsave: {e}"))?;
         }
-        regs.rip += len;
+        regs.rip = regs.rip.wrapping_add(len);
         vcpu.set_regs(&regs).map_err(|e| format!("set_regs: {e}"))?;
         Ok(format!(
             "completed, area {address:#x}, components {rfbm:#x}"
