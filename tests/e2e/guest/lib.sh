@@ -26,8 +26,11 @@ STEP_EXIT_SKIP=77
 
 REGISTERED_STEPS=""
 
+# Prints one report line. A write interrupted by a signal fails in busybox ash instead of being restarted,
+# so the line is printed again; should the lost attempt have left a prefix, the host's parser reads the
+# line from its last marker.
 report_line() {
-    printf '%s\n' "$*"
+    printf '%s\n' "$*" || printf '%s\n' "$*" || printf '%s\n' "$*"
 }
 
 # Reduces free text to one line without report markers, at most 300 bytes.

@@ -166,7 +166,9 @@ impl ConsoleParser {
     pub fn feed_line(&mut self, line: &str, at: Duration) -> ConsoleEvent {
         self.report.first_output_at.get_or_insert(at);
         let line = line.trim_end_matches(['\r', '\n']);
-        let Some(start) = line.find("@@") else {
+        // The last marker counts: text before it is a kernel message that got in first, or the prefix of a
+        // report line whose write a signal cut short and that the guest then printed again.
+        let Some(start) = line.rfind("@@") else {
             self.block_line(line);
             return ConsoleEvent::Progress;
         };
@@ -428,6 +430,18 @@ mod tests {
     fn marker_after_other_text_on_the_same_line_is_found() {
         let report = parse(&["[    3.2] random: crng init done@@STEP init PASS\r"]);
         assert_eq!(report.step("init").unwrap().outcome, StepOutcome::Pass);
+    }
+
+    #[test]
+    fn report_line_printed_again_after_an_interrupted_prefix_is_read_whole() {
+        let report = parse(&["@@STEP pci-res@@STEP pci-resources SKIP no PCI function 80ee:cafe"]);
+        let step = report.step("pci-resources").unwrap();
+        assert_eq!(
+            step.outcome,
+            StepOutcome::Skip("no PCI function 80ee:cafe".into())
+        );
+        assert!(report.step("pci-res@@STEP").is_none());
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     }
 
     #[test]

@@ -6,10 +6,15 @@ register_steps init proc-mounted sys-mounted devtmpfs static-hello modules-match
 HELLO_BINARY=e2e-guest-hello
 HELLO_GREETING="hello from a static Rust binary"
 
-# /init is PID 1 and the root file system is the initramfs.
+# /init is PID 1, the step runner is its child (so orphans are not adopted by the runner, whose console
+# writes their SIGCHLD would cut short), and the root file system is the initramfs.
 step_init() {
     comm=$(cat /proc/1/comm) || fail "cannot read /proc/1/comm"
     [ "$comm" = init ] || fail "PID 1 is '$comm', not init"
+    runner=$(awk '/^PPid:/ { print $2 }' /proc/$$/status)
+    [ "$runner" -ne 1 ] || fail "the step runner is PID 1"
+    runner_parent=$(awk '/^PPid:/ { print $2 }' "/proc/$runner/status")
+    [ "$runner_parent" -eq 1 ] || fail "the step runner's parent is $runner_parent, not PID 1"
     grep -q '^rootfs / rootfs ' /proc/mounts || grep -q '^none / rootfs ' /proc/mounts ||
         fail "/ is not the initramfs: $(grep ' / ' /proc/mounts)"
 }
