@@ -16,7 +16,7 @@ use crate::clients::Registry;
 use crate::config::HgcmConfig;
 use crate::loader::{self, LoadError};
 use crate::marshal::RawParams;
-use crate::notify::{Notifier, ServiceNotification};
+use crate::notify::{Notifier, Subscription};
 use crate::request::{
     CallOutcome, CallRequest, CancelError, Completion, ConnectOutcome, DisconnectOutcome,
     RequestId, SubmitError,
@@ -232,8 +232,9 @@ impl Hgcm {
 
     /// Subscribes to notifications services send to the embedder. Each subscriber has a bounded
     /// queue; when it is full, further notifications are dropped for it (see
-    /// [`Self::dropped_notifications`]), never blocking a service.
-    pub fn subscribe(&self) -> crossbeam_channel::Receiver<ServiceNotification> {
+    /// [`Self::dropped_notifications`]), never blocking a service. Dropping the subscription
+    /// unsubscribes.
+    pub fn subscribe(&self) -> Subscription {
         self.inner.notifier.subscribe()
     }
 

@@ -40,7 +40,9 @@ mod worker;
 pub use config::{HgcmConfig, Limits};
 pub use hgcm::{Hgcm, HostCallError, RestoreError, SaveError, ServiceInfo, ServiceName};
 pub use loader::LoadError;
-pub use notify::{MAX_NOTIFICATION_PAYLOAD, SUBSCRIBER_CAPACITY, ServiceNotification};
+pub use notify::{
+    MAX_NOTIFICATION_PAYLOAD, SUBSCRIBER_CAPACITY, ServiceNotification, Subscription,
+};
 pub use request::{
     CallOutcome, CallRequest, CancelError, Completion, ConnectOutcome, DisconnectOutcome,
     RequestId, SubmitError,

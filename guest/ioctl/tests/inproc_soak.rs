@@ -1,18 +1,12 @@
 //! No leak under a long session, through the whole stack: the guest libraries, the driver's ioctl
 //! layer, the device model (requests parsed out of guest memory, completions, cancels), the HGCM
 //! framework and the guest-properties and clipboard services. The same round of work, repeated, must
-//! leave the live heap where the first rounds left it.
-//!
-//! The process's allocated-and-not-freed bytes are counted by a counting global allocator (so this
-//! binary holds a single test). Warm-up rounds first fill what is bounded by design (the device's
-//! request log, the service's queue of recent property changes); then many more rounds must not add
-//! to the count. Resident size is not used: the C allocator keeps freed memory, which says nothing
-//! about leaks.
+//! leave the live heap where the first rounds left it (counted by `vmmdev_live_heap`, so this binary
+//! holds a single test). The warm-up rounds fill what is bounded by design: the device's request log
+//! and the service's queue of recent property changes.
 
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use support::inproc_driver::InprocDriver;
@@ -20,55 +14,11 @@ use vmmdev_guest_ioctl::Device;
 use vmmdev_guest_ioctl::clipboard::{ClipboardClient, Format, Formats, HostEvent, encoding};
 use vmmdev_guest_ioctl::guest_props::{GuestPropClient, GuestPropError, PropertyFlags};
 use vmmdev_hgcm::{Hgcm, HgcmConfig, Parm};
+use vmmdev_live_heap::{CountingAllocator, growth_over_rounds};
 use vmmdev_svc_clipboard::{ClipboardHost, Content};
 
-/// The system allocator, counting the bytes currently allocated.
-struct Counting;
-
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s
-// guarantees hold; the counter has no effect on the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as received; the caller upholds `alloc`'s contract.
-        let pointer = unsafe { System.alloc(layout) };
-        if !pointer.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        pointer
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as received; the caller upholds `alloc_zeroed`'s contract.
-        let pointer = unsafe { System.alloc_zeroed(layout) };
-        if !pointer.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        pointer
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        // SAFETY: forwarded as received; `pointer` came from this allocator with `layout`.
-        unsafe { System.dealloc(pointer, layout) };
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded as received; the caller upholds `realloc`'s contract.
-        let moved = unsafe { System.realloc(pointer, layout, new_size) };
-        if !moved.is_null() {
-            LIVE_BYTES.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
-        }
-        moved
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// Rounds run before the baseline is taken: enough requests to fill the device's request log.
 const WARM_UP_ROUNDS: usize = 60;
@@ -80,10 +30,6 @@ const ALLOWED_GROWTH: isize = 1024;
 const SHORT_WAIT: Duration = Duration::from_millis(5);
 /// How long the host waits for the guest's clipboard answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
-
-fn live_bytes() -> isize {
-    LIVE_BYTES.load(Ordering::Relaxed)
-}
 
 fn device() -> Device<InprocDriver> {
     let hgcm = Hgcm::new(HgcmConfig::default());
@@ -181,19 +127,13 @@ fn clipboard_round(device: &Device<InprocDriver>, index: usize) {
 #[test]
 fn repeated_rounds_through_device_and_services_leave_the_live_heap_unchanged() {
     let device = device();
-    for index in 0..WARM_UP_ROUNDS {
+    let growth = growth_over_rounds(WARM_UP_ROUNDS, MEASURED_ROUNDS, |index| {
         guest_properties_round(&device, index);
         clipboard_round(&device, index);
-    }
-    let baseline = live_bytes();
-    for index in WARM_UP_ROUNDS..WARM_UP_ROUNDS + MEASURED_ROUNDS {
-        guest_properties_round(&device, index);
-        clipboard_round(&device, index);
-    }
-    let growth = live_bytes() - baseline;
+    });
     assert!(
         growth <= ALLOWED_GROWTH,
-        "{MEASURED_ROUNDS} rounds left {growth} more bytes allocated than the {WARM_UP_ROUNDS} \
-         warm-up rounds (allowed: {ALLOWED_GROWTH}); baseline {baseline}"
+        "{MEASURED_ROUNDS} rounds after {WARM_UP_ROUNDS} warm-up rounds left {growth} more bytes \
+         allocated (allowed: {ALLOWED_GROWTH})"
     );
 }

@@ -1,70 +1,18 @@
 //! No leak under a long session: the same round of shared-folder work, repeated, must leave the live
-//! heap where the first rounds left it.
-//!
-//! A VMM serves one guest for months, so memory that a call, a handle or a client leaves behind is a
-//! defect even when each loss is small. This binary counts the bytes the process has allocated and not
-//! freed (a counting global allocator, so it holds a single test), runs warm-up rounds until the
-//! bounded structures (handle tables, caches) have reached their size, then many more rounds, and
-//! compares. Resident size is not used: the C allocator keeps freed memory, which says nothing about
-//! leaks.
+//! heap where the first rounds left it (counted by `vmmdev_live_heap`, so this binary holds a single
+//! test). The warm-up rounds let the bounded structures (handle tables, directory caches) reach
+//! their size.
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
-
 use common::*;
 use crossbeam_channel::bounded;
+use vmmdev_live_heap::{CountingAllocator, growth_over_rounds};
 use vmmdev_protocol::services::shared_folders::{FsObjInfo, Function};
 use zerocopy::FromZeros;
 
-/// The system allocator, counting the bytes currently allocated.
-struct Counting;
-
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s
-// guarantees hold; the counter has no effect on the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as received; the caller upholds `alloc`'s contract.
-        let pointer = unsafe { System.alloc(layout) };
-        if !pointer.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        pointer
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as received; the caller upholds `alloc_zeroed`'s contract.
-        let pointer = unsafe { System.alloc_zeroed(layout) };
-        if !pointer.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        pointer
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        // SAFETY: forwarded as received; `pointer` came from this allocator with `layout`.
-        unsafe { System.dealloc(pointer, layout) };
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded as received; the caller upholds `realloc`'s contract.
-        let moved = unsafe { System.realloc(pointer, layout, new_size) };
-        if !moved.is_null() {
-            LIVE_BYTES.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
-        }
-        moved
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// Rounds run before the baseline is taken.
 const WARM_UP_ROUNDS: usize = 5;
@@ -75,10 +23,6 @@ const MEASURED_ROUNDS: usize = 40;
 const ALLOWED_GROWTH: isize = 1024;
 /// Entries of the directory listed in every round.
 const DIRECTORY_ENTRIES: usize = 600;
-
-fn live_bytes() -> isize {
-    LIVE_BYTES.load(Ordering::Relaxed)
-}
 
 /// One round of what a vboxsf guest does all day: lookups, reads and writes, a large listing,
 /// create/rename/unlink, metadata, symlinks, volume information, and a client of its own that
@@ -172,17 +116,12 @@ fn repeated_rounds_of_guest_work_leave_the_live_heap_unchanged() {
     }
     let guest = Guest::mount(&tree.share_entry("data", ":symlinks=inside"), "data");
 
-    for index in 0..WARM_UP_ROUNDS {
-        round(&tree, &guest, index);
-    }
-    let baseline = live_bytes();
-    for index in 0..MEASURED_ROUNDS {
-        round(&tree, &guest, WARM_UP_ROUNDS + index);
-    }
-    let growth = live_bytes() - baseline;
+    let growth = growth_over_rounds(WARM_UP_ROUNDS, MEASURED_ROUNDS, |index| {
+        round(&tree, &guest, index)
+    });
     assert!(
         growth <= ALLOWED_GROWTH,
-        "{MEASURED_ROUNDS} rounds left {growth} more bytes allocated than the {WARM_UP_ROUNDS} \
-         warm-up rounds (allowed: {ALLOWED_GROWTH}); baseline {baseline}"
+        "{MEASURED_ROUNDS} rounds after {WARM_UP_ROUNDS} warm-up rounds left {growth} more bytes \
+         allocated (allowed: {ALLOWED_GROWTH})"
     );
 }
