@@ -14,9 +14,10 @@ use vmmdev_hgcm_abi::{CallGate, ClientCategory, ClientId, LoadEntry, Parm, Reque
 
 use crate::clients::Registry;
 use crate::config::HgcmConfig;
+use crate::fanout::{Fanout, Subscription};
 use crate::loader::{self, LoadError};
 use crate::marshal::RawParams;
-use crate::notify::{Notifier, Subscription};
+use crate::notify::{SUBSCRIBER_CAPACITY, ServiceNotification};
 use crate::request::{
     CallOutcome, CallRequest, CancelError, Completion, ConnectOutcome, DisconnectOutcome,
     RequestId, SubmitError,
@@ -121,7 +122,7 @@ struct Inner {
     /// Serialises registrations (slot numbers, duplicate names).
     registering: Mutex<()>,
     registry: Arc<Registry>,
-    notifier: Arc<Notifier>,
+    notifier: Arc<Fanout<ServiceNotification>>,
     next_seq: AtomicU64,
     shut_down: AtomicBool,
 }
@@ -150,7 +151,7 @@ impl Hgcm {
                 threads: Mutex::new(Vec::new()),
                 registering: Mutex::new(()),
                 registry: Arc::new(Registry::default()),
-                notifier: Arc::new(Notifier::default()),
+                notifier: Arc::new(Fanout::new(SUBSCRIBER_CAPACITY)),
                 next_seq: AtomicU64::new(1),
                 shut_down: AtomicBool::new(false),
             }),
@@ -234,7 +235,7 @@ impl Hgcm {
     /// queue; when it is full, further notifications are dropped for it (see
     /// [`Self::dropped_notifications`]), never blocking a service. Dropping the subscription
     /// unsubscribes.
-    pub fn subscribe(&self) -> Subscription {
+    pub fn subscribe(&self) -> Subscription<ServiceNotification> {
         self.inner.notifier.subscribe()
     }
 

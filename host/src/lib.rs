@@ -26,6 +26,7 @@
 
 mod clients;
 mod config;
+mod fanout;
 mod hgcm;
 mod host_api;
 mod id_hash;
@@ -38,11 +39,10 @@ mod snapshot;
 mod worker;
 
 pub use config::{HgcmConfig, Limits};
+pub use fanout::{Events, Fanout, Subscription};
 pub use hgcm::{Hgcm, HostCallError, RestoreError, SaveError, ServiceInfo, ServiceName};
 pub use loader::LoadError;
-pub use notify::{
-    MAX_NOTIFICATION_PAYLOAD, SUBSCRIBER_CAPACITY, ServiceNotification, Subscription,
-};
+pub use notify::{MAX_NOTIFICATION_PAYLOAD, SUBSCRIBER_CAPACITY, ServiceNotification};
 pub use request::{
     CallOutcome, CallRequest, CancelError, Completion, ConnectOutcome, DisconnectOutcome,
     RequestId, SubmitError,

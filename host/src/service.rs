@@ -22,9 +22,10 @@ use vmmdev_hgcm_abi::status::{Status, is_valid_service_status};
 use vmmdev_hgcm_abi::{AccessGate, CallGate, ClientCategory, ClientId, Parm, Requestor};
 
 use crate::clients::{Client, Registry};
+use crate::fanout::Fanout;
 use crate::id_hash::IdMap;
 use crate::marshal::RawParams;
-use crate::notify::Notifier;
+use crate::notify::ServiceNotification;
 use crate::request::{CallOutcome, Completion, ConnectOutcome, DisconnectOutcome, RequestId};
 use crate::snapshot::{PendingKind, PendingRequest};
 use crate::worker::Msg;
@@ -182,7 +183,7 @@ pub(crate) struct ServiceCore {
     pending: CacheAligned<Mutex<PendingTable>>,
     client_counts: [AtomicU32; 3],
     registry: Weak<Registry>,
-    pub(crate) notifier: Arc<Notifier>,
+    pub(crate) notifier: Arc<Fanout<ServiceNotification>>,
 }
 
 impl std::fmt::Debug for ServiceCore {
@@ -200,7 +201,7 @@ impl ServiceCore {
         slot: u16,
         tx: Sender<Msg>,
         registry: Weak<Registry>,
-        notifier: Arc<Notifier>,
+        notifier: Arc<Fanout<ServiceNotification>>,
     ) -> Self {
         ServiceCore {
             slot,

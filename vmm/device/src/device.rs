@@ -14,12 +14,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::Receiver;
 use parking_lot::{Condvar, Mutex, RwLock};
 use vm_device::bus::{MmioAddress, MmioAddressOffset, PioAddress, PioAddressOffset};
 use vm_device::{DeviceMmio, DevicePio};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryBackend, GuestMemoryMmap};
-use vmmdev_hgcm::Hgcm;
+use vmmdev_hgcm::{Hgcm, Subscription};
 use vmmdev_protocol::Status;
 use vmmdev_protocol::vmmdev::{
     BACKDOOR_LOG_PORT, Events, HostFeatures, RequestType, VMMDEV_FAST_ACK_NOT_READY,
@@ -385,8 +384,9 @@ impl VmmDev {
         self.shared.guest.lock().snapshot()
     }
 
-    /// A channel receiving every later change of guest-reported state.
-    pub fn subscribe(&self) -> Receiver<GuestStateChange> {
+    /// A subscription receiving every later change of guest-reported state; dropping it
+    /// unsubscribes.
+    pub fn subscribe(&self) -> Subscription<GuestStateChange> {
         self.shared.guest.lock().subscribe()
     }
 

@@ -9,7 +9,7 @@
 
 use std::time::SystemTime;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use vmmdev_hgcm::{Fanout, Subscription};
 use vmmdev_protocol::vmmdev::{
     FacilityStatus, FacilityType, GUEST_USER_STATE_MAX_DETAILS_SIZE,
     GUEST_USER_STATE_MAX_DOMAIN_SIZE, GUEST_USER_STATE_MAX_USER_SIZE, GuestCapabilities,
@@ -161,8 +161,7 @@ pub struct GuestStateSnapshot {
 #[derive(Debug)]
 pub struct GuestStateTracker {
     state: GuestStateSnapshot,
-    subscribers: Vec<Sender<GuestStateChange>>,
-    lost_notifications: u64,
+    subscribers: Fanout<GuestStateChange>,
 }
 
 impl Default for GuestStateTracker {
@@ -176,21 +175,18 @@ impl GuestStateTracker {
     pub fn new() -> Self {
         GuestStateTracker {
             state: initial_state(),
-            subscribers: Vec::new(),
-            lost_notifications: 0,
+            subscribers: Fanout::new(SUBSCRIBER_QUEUE_DEPTH),
         }
     }
 
-    /// A new channel receiving every later change.
-    pub fn subscribe(&mut self) -> Receiver<GuestStateChange> {
-        let (tx, rx) = crossbeam_channel::bounded(SUBSCRIBER_QUEUE_DEPTH);
-        self.subscribers.push(tx);
-        rx
+    /// A subscription receiving every later change; dropping it unsubscribes.
+    pub fn subscribe(&self) -> Subscription<GuestStateChange> {
+        self.subscribers.subscribe()
     }
 
     /// Notifications dropped because a subscriber's queue was full.
     pub fn lost_notifications(&self) -> u64 {
-        self.lost_notifications
+        self.subscribers.dropped()
     }
 
     /// The current state.
@@ -373,18 +369,8 @@ impl GuestStateTracker {
         self.publish(GuestStateChange::Reset);
     }
 
-    fn publish(&mut self, change: GuestStateChange) {
-        let mut lost = 0;
-        self.subscribers
-            .retain(|tx| match tx.try_send(change.clone()) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_)) => {
-                    lost += 1;
-                    true
-                }
-                Err(TrySendError::Disconnected(_)) => false,
-            });
-        self.lost_notifications += lost;
+    fn publish(&self, change: GuestStateChange) {
+        self.subscribers.publish(change);
     }
 }
 
@@ -677,11 +663,10 @@ mod tests {
     }
 
     #[test]
-    fn dropped_subscribers_are_forgotten() {
-        let mut tracker = GuestStateTracker::new();
+    fn dropped_subscribers_are_forgotten_at_once() {
+        let tracker = GuestStateTracker::new();
         drop(tracker.subscribe());
-        tracker.set_capabilities(0, 0);
-        assert!(tracker.subscribers.is_empty());
+        assert_eq!(tracker.subscribers.subscriber_count(), 0);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, bounded};
 use vmmdev_hgcm::{
     Buffer, CallOutcome, CallRequest, ClientId, Direction, Hgcm, HgcmConfig, Parm, RegisterError,
-    RequestId, Requestor, Subscription,
+    RequestId, Requestor, ServiceNotification, Subscription,
 };
 use vmmdev_protocol::status::Status;
 use vmmdev_svc_guest_props::{Function, HostFunction, SERVICE_NAME};
@@ -30,7 +30,7 @@ pub const USER_DEVICE: Requestor = Requestor(0x800E);
 /// The HGCM framework with the guest properties service registered.
 pub struct Fixture {
     pub hgcm: Hgcm,
-    pub notifications: Subscription,
+    pub notifications: Subscription<ServiceNotification>,
 }
 
 impl Fixture {
