@@ -130,23 +130,53 @@ fn process_cpu_time() -> f64 {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
-/// Resident set size of this process in bytes (from /proc/self/statm).
-fn resident_bytes() -> u64 {
-    let pages = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
-    pages * 4096
+/// This process's resident memory by kind, in KiB (from /proc/self/status).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ResidentMemory {
+    /// Everything resident (`VmRSS`).
+    total: u64,
+    /// Anonymous memory: heap, stacks and guest RAM (`RssAnon`).
+    anonymous: u64,
+    /// Pages of mapped files: the binary, its libraries (`RssFile`).
+    file: u64,
+    /// Shared memory: the VMMDev RAM's memfd (`RssShmem`).
+    shared: u64,
+}
+
+impl ResidentMemory {
+    fn of_this_process() -> Self {
+        std::fs::read_to_string("/proc/self/status")
+            .map(|status| Self::parse(&status))
+            .unwrap_or_default()
+    }
+
+    fn parse(status: &str) -> Self {
+        let mut memory = ResidentMemory::default();
+        for line in status.lines() {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let kib = value
+                .split_whitespace()
+                .next()
+                .and_then(|number| number.parse::<u64>().ok())
+                .unwrap_or(0);
+            match key {
+                "VmRSS" => memory.total = kib,
+                "RssAnon" => memory.anonymous = kib,
+                "RssFile" => memory.file = kib,
+                "RssShmem" => memory.shared = kib,
+                _ => {}
+            }
+        }
+        memory
+    }
 }
 
 /// The end-of-run summary: exits, CPU, memory.
 fn report(vm: &Vm, counters: &ExitCounters, started: Instant) {
-    let rss = resident_bytes();
-    let guest = memory::resident_bytes(vm.memory());
+    let memory = ResidentMemory::of_this_process();
+    let guest = memory::resident_bytes(vm.memory()) / 1024;
     log::info!(
         "run ended after {:.1} s ({:.1} s CPU); {}",
         started.elapsed().as_secs_f64(),
@@ -154,10 +184,13 @@ fn report(vm: &Vm, counters: &ExitCounters, started: Instant) {
         counters.snapshot()
     );
     log::info!(
-        "memory: RSS {} KiB, of which guest RAM {} KiB; monitor without guest RAM {} KiB",
-        rss / 1024,
-        guest / 1024,
-        rss.saturating_sub(guest) / 1024
+        "memory: RSS {} KiB, of which guest RAM {guest} KiB; monitor without guest RAM {} KiB: heap and \
+         stacks {} KiB, mapped files {} KiB, shared {} KiB",
+        memory.total,
+        memory.total.saturating_sub(guest),
+        memory.anonymous.saturating_sub(guest),
+        memory.file,
+        memory.shared
     );
 }
 
@@ -271,5 +304,34 @@ mod signals {
                 }
             })
             .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resident_memory_is_read_by_kind_from_proc_status() {
+        let status = "Name:\tvmmdev-monitor\nVmRSS:\t   82316 kB\nRssAnon:\t   73680 kB\n\
+                      RssFile:\t    8632 kB\nRssShmem:\t       4 kB\nThreads:\t14\n";
+        assert_eq!(
+            ResidentMemory::parse(status),
+            ResidentMemory {
+                total: 82316,
+                anonymous: 73680,
+                file: 8632,
+                shared: 4,
+            }
+        );
+    }
+
+    #[test]
+    fn this_process_has_resident_memory() {
+        let memory = ResidentMemory::of_this_process();
+        assert!(
+            memory.total > 0 && memory.anonymous > 0 && memory.file > 0,
+            "{memory:?}"
+        );
     }
 }
