@@ -5,13 +5,14 @@
 //! X11 clipboard of `DISPLAY` (XWayland on other Wayland desktops). Only the X11 path is tested here
 //! (against Xvfb). `arboard` serves what was stored from its own thread for as long as
 //! the backend lives, so a host application pasting never waits for the guest: the service stores
-//! guest data once it has been read (`clipboard.get`), and host applications see it from then on.
+//! guest data once it has been read ([`crate::DesktopSync`] reads each new guest copy), and host
+//! applications see it from then on.
 //! Bitmaps stay in memory on the host side: `arboard`'s image support needs the `image` crate,
 //! which this build leaves out.
 //!
 //! A host application copying something does not reach the service by itself (HGCM services run
-//! only when called): the embedder calls the host function [`crate::host::HOST_FN_SYNC_HOST`]
-//! when it wants the guest told, or keeps a [`crate::host::SyncTimer`] running.
+//! only when called), nor does a guest's copy reach the desktop before the host reads it: the
+//! embedder keeps a [`crate::DesktopSync`] running, which does both.
 
 use vmmdev_protocol::services::clipboard::Formats;
 

@@ -9,7 +9,7 @@
 //! | 2, 4, 5 | `SET_TRANSFER_MODE`, `CANCEL`, `ERROR` | — | `VERR_NOT_IMPLEMENTED` (no file transfers) |
 //! | 0x100 | [`HOST_FN_GET_MODE`] | u32 out mode | |
 //! | 0x101 | [`HOST_FN_SET_CONTENT`] | u32 formats; buffers text (UTF-8), HTML (UTF-8), bitmap (BMP file) | the host owns the clipboard; every client is sent FORMATS_REPORT if the mode lets data go to the guest. `VERR_INVALID_PARAMETER` for non-UTF-8 text or a non-BMP bitmap, `VERR_TOO_MUCH_DATA` beyond the limit |
-//! | 0x102 | [`HOST_FN_QUERY_STATE`] | u32 out guest formats, u32 out host formats, u32 out owner (0 nobody, 1 host, 2 guest) | |
+//! | 0x102 | [`HOST_FN_QUERY_STATE`] | u32 out guest formats, u32 out host formats, u32 out owner (0 nobody, 1 host, 2 guest), optionally u32 out announcement count | the count goes up with every guest announcement, so a poller notices a new copy in the same formats |
 //! | 0x103 | [`HOST_FN_REQUEST_GUEST_DATA`] | u32 format (one bit), u32 timeout ms (0: [`DEFAULT_TIMEOUT`]), u32 out request ID | queues READ_DATA(_CID) to the owning guest client; `VERR_ACCESS_DENIED` if the mode keeps guest data from the host, `VERR_NOT_FOUND` if the guest does not offer the format, `VERR_OUT_OF_RESOURCES` beyond 64 outstanding |
 //! | 0x104 | [`HOST_FN_FETCH_GUEST_DATA`] | u32 request ID, buffer out, u32 out size | the data in host encoding and success (request gone); `VERR_TRY_AGAIN` while waiting; `VERR_TIMEOUT` after the deadline (request gone); `VERR_BUFFER_OVERFLOW` with the size (request kept); the guest's failure status; `VERR_NOT_FOUND` for unknown IDs |
 //! | 0x105 | [`HOST_FN_READ_HOST_CONTENT`] | u32 format (one bit), buffer out, u32 out size | the host clipboard's data in host encoding (size 0: absent); `VERR_BUFFER_OVERFLOW` with the size |
@@ -20,8 +20,6 @@
 //! (either side), and [`NOTIFY_GUEST_DATA`] `u32 request ID, i32 status` when a request is
 //! answered (or its client went away).
 
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vmmdev_hgcm_sdk::{Buffer, Direction, Parm};
@@ -88,6 +86,8 @@ pub struct ClipboardState {
     pub host_formats: Formats,
     /// 0 nobody, 1 host, 2 guest.
     pub owner: u32,
+    /// How many announcements guests have made (wrapping): a change means a new guest copy.
+    pub announcements: u32,
 }
 
 impl ClipboardState {
@@ -231,13 +231,14 @@ where
 
     /// Who owns the clipboard and what each side offers.
     pub fn state(&mut self) -> Result<ClipboardState, HostError<E>> {
-        let mut params = [Parm::U32(0), Parm::U32(0), Parm::U32(0)];
+        let mut params = [Parm::U32(0), Parm::U32(0), Parm::U32(0), Parm::U32(0)];
         self.checked("clipboard query", HOST_FN_QUERY_STATE, &mut params)?;
         let value = |i: usize| params[i].as_u32().ok_or(HostError::MalformedReply);
         Ok(ClipboardState {
             guest_formats: Formats::from_bits_truncate(value(0)?),
             host_formats: Formats::from_bits_truncate(value(1)?),
             owner: value(2)?,
+            announcements: value(3)?,
         })
     }
 
@@ -339,47 +340,6 @@ where
     }
 }
 
-/// Calls [`HOST_FN_SYNC_HOST`] every interval on its own thread until dropped, so what a desktop
-/// application copies reaches the guest (with the desktop backend; harmless with the memory one).
-#[derive(Debug)]
-pub struct SyncTimer {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl SyncTimer {
-    /// Starts syncing through `client` every `interval`.
-    pub fn start<F, E>(mut client: ClipboardHost<F>, interval: Duration) -> std::io::Result<Self>
-    where
-        F: FnMut(u32, &mut [Parm]) -> Result<i32, E> + Send + 'static,
-        E: std::error::Error + 'static,
-    {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("clipboard-sync".into())
-            .spawn(move || {
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
-                    if let Err(e) = client.sync_host() {
-                        log::warn!("shared clipboard: desktop sync failed: {e}");
-                    }
-                }
-            })?;
-        Ok(SyncTimer {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for SyncTimer {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,29 +356,6 @@ mod tests {
         assert_eq!(params[0].as_u32(), Some(Formats::UNICODETEXT.bits()));
         assert_eq!(reply(&params, 1), Some(b"hi".to_vec()));
         assert_eq!(reply(&params, 2), Some(Vec::new()));
-    }
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("unreachable")]
-    struct Unreachable;
-
-    #[test]
-    fn sync_timer_syncs_until_dropped() {
-        let (calls, seen) = mpsc::channel();
-        let client = ClipboardHost::new(move |function, _: &mut [Parm]| {
-            let _ = calls.send(function);
-            Ok::<i32, Unreachable>(0)
-        });
-        let timer = SyncTimer::start(client, Duration::from_millis(5)).expect("thread");
-        assert_eq!(
-            seen.recv_timeout(Duration::from_secs(5)),
-            Ok(HOST_FN_SYNC_HOST)
-        );
-        drop(timer);
-        // The thread has ended: the client it owned, with the sender in it, is gone.
-        let leftover = std::iter::from_fn(|| seen.try_recv().ok()).count();
-        assert!(leftover < 10_000);
-        assert_eq!(seen.try_recv(), Err(mpsc::TryRecvError::Disconnected));
     }
 
     #[test]

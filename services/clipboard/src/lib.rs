@@ -51,12 +51,14 @@ pub mod host;
 mod requests;
 mod service;
 mod state;
+pub mod sync;
 
 pub use backend::{Backend, BackendError, MemoryBackend};
 pub use config::{Config, ConfigError};
 pub use content::{Content, ContentError, Format};
 pub use host::{ClipboardHost, HostError};
 pub use service::Clipboard;
+pub use sync::DesktopSync;
 /// The wire conversions, shared with the guest library.
 pub use vmmdev_protocol::services::clipboard::convert;
 pub use vmmdev_protocol::services::clipboard::{

@@ -211,6 +211,9 @@ pub struct Clipboard {
     clients: BTreeMap<ClientId, Client>,
     owner: Owner,
     guest_formats: Formats,
+    /// Counts the guests' announcements, so a host polling QUERY_STATE sees a new copy even when
+    /// the owner and formats stay the same (wraps).
+    announcements: u32,
     requests: Requests,
 }
 
@@ -241,6 +244,7 @@ impl Clipboard {
             clients: BTreeMap::new(),
             owner: Owner::Nobody,
             guest_formats: Formats::NONE,
+            announcements: 0,
             requests: Requests::default(),
         }
     }
@@ -602,6 +606,7 @@ impl Clipboard {
         }
         self.owner = Owner::Guest(client);
         self.guest_formats = formats;
+        self.announcements = self.announcements.wrapping_add(1);
         self.store_host(&Content::default())?;
         self.notify_formats();
         Ok(Status::VINF_SUCCESS)
@@ -782,7 +787,7 @@ impl Clipboard {
     }
 
     fn query_state(&mut self, params: &mut Params) -> Result<Status, CallError> {
-        if params.len() != 3 {
+        if !matches!(params.len(), 3 | 4) {
             return Err(CallError::Count);
         }
         let guest = match self.owner {
@@ -793,6 +798,9 @@ impl Clipboard {
         set_u32(params, 0, guest.bits())?;
         set_u32(params, 1, host.bits())?;
         set_u32(params, 2, self.owner.code())?;
+        if params.len() == 4 {
+            set_u32(params, 3, self.announcements)?;
+        }
         Ok(Status::VINF_SUCCESS)
     }
 

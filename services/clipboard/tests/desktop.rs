@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use vmmdev_protocol::status::Status;
-use vmmdev_svc_clipboard::host::SyncTimer;
-use vmmdev_svc_clipboard::{Content, Format};
+use vmmdev_svc_clipboard::{Content, DesktopSync, Format};
 
 fn installed(program: &str) -> bool {
     Command::new("sh")
@@ -125,16 +124,6 @@ fn desktop_clipboard_carries_text_both_ways() {
     assert_eq!(guest.get_formats().0, Status::VINF_SUCCESS);
     assert_eq!(guest.read(1, 256).1, utf16("copied on the desktop\0"));
 
-    // A sync timer does the same without being asked.
-    let _timer = SyncTimer::start(f.host(), Duration::from_millis(20)).expect("timer");
-    x.xclip_in("copied again");
-    let (_, parked) = guest.peek_wait();
-    parked
-        .recv_timeout(DEADLINE)
-        .expect("announced by the timer");
-    assert_eq!(guest.get_formats().0, Status::VINF_SUCCESS);
-    assert_eq!(guest.read(1, 256).1, utf16("copied again\0"));
-
     // Guest → desktop: once read, the guest's text is on the desktop clipboard.
     guest.report_formats(1);
     let mut host = f.host();
@@ -148,4 +137,34 @@ fn desktop_clipboard_carries_text_both_ways() {
     );
     reader.join().expect("reader").expect("read");
     assert_eq!(x.xclip_out("UTF8_STRING"), "vom Gast\n");
+
+    // The sync does both without being asked: a desktop copy reaches the guest...
+    let _sync = DesktopSync::start(f.host(), Duration::from_millis(20)).expect("sync thread");
+    x.xclip_in("copied again");
+    let (_, parked) = guest.peek_wait();
+    parked
+        .recv_timeout(DEADLINE)
+        .expect("announced by the sync");
+    assert_eq!(guest.get_formats().0, Status::VINF_SUCCESS);
+    assert_eq!(guest.read(1, 256).1, utf16("copied again\0"));
+
+    // ...and a guest copy reaches the desktop with no host read: the sync fetches it.
+    guest.report_formats(1);
+    let (_, parked) = guest.peek_wait();
+    parked
+        .recv_timeout(DEADLINE)
+        .expect("the sync asks for the copy");
+    let (_, context, format) = guest.get_read_cid();
+    assert_eq!(
+        guest.write(context, format, &utf16("zweite Kopie\0")),
+        Status::VINF_SUCCESS
+    );
+    let deadline = Instant::now() + DEADLINE;
+    while x.xclip_out("UTF8_STRING") != "zweite Kopie" {
+        assert!(
+            Instant::now() < deadline,
+            "the guest's copy never reached the desktop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

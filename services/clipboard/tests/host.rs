@@ -395,3 +395,44 @@ fn formats_change_notifications_name_the_owner() {
         .collect();
     assert_eq!(changes, [(5, 2), (1, 1)]);
 }
+
+#[test]
+fn every_guest_announcement_counts_even_in_the_same_formats() {
+    let f = Fixture::bidirectional();
+    let guest = f.modern();
+    let before = f.host().state().expect("state").announcements;
+    guest.report_formats(1);
+    let first = f.host().state().expect("state");
+    assert!(first.guest_owns());
+    assert_eq!(first.announcements, before.wrapping_add(1));
+    // A second copy in the same format is a new announcement.
+    guest.report_formats(1);
+    let second = f.host().state().expect("state");
+    assert_eq!(second.announcements, before.wrapping_add(2));
+    assert_eq!(second.guest_formats, first.guest_formats);
+    // The host's own content does not count as a guest announcement.
+    f.host().set_content(&text("x")).expect("set");
+    assert_eq!(
+        f.host().state().expect("state").announcements,
+        second.announcements
+    );
+}
+
+#[test]
+fn query_state_keeps_its_three_parameter_form() {
+    let f = Fixture::bidirectional();
+    let guest = f.modern();
+    guest.report_formats(1);
+    let mut params = [Parm::U32(0), Parm::U32(0), Parm::U32(0)];
+    let status = f
+        .hgcm
+        .host_call(
+            vmmdev_svc_clipboard::SERVICE_NAME,
+            vmmdev_svc_clipboard::host::HOST_FN_QUERY_STATE,
+            &mut params,
+        )
+        .expect("host call");
+    assert_eq!(status, 0);
+    assert_eq!(params[0].as_u32(), Some(1));
+    assert_eq!(params[2].as_u32(), Some(2));
+}
