@@ -59,12 +59,19 @@ else
 fi
 env | grep '^VMMDEV_' | sort >&2
 
+# Xvfb and xclip for the desktop clipboard tests (the guest bridge's in the workspace run, the host
+# backend's below); those tests say SKIPPED when they cannot be installed.
+tests/scripts/install-desktop-clipboard-deps.sh >&2 || echo "install-desktop-clipboard-deps failed" >&2
+
 section "cargo test"
 cargo test --workspace --all-targets
 
-# The shared clipboard's desktop backend (cargo feature `desktop`) against Xvfb, with xclip as the host
-# application; the test says SKIPPED when they cannot be installed.
+# The host's desktop clipboard: the service's backend (cargo feature `desktop`) and the binaries'
+# `--clipboard-backend desktop` (feature `desktop-clipboard`), against Xvfb with xclip as the host
+# application.
 section "desktop clipboard"
-tests/scripts/install-desktop-clipboard-deps.sh >&2 || echo "install-desktop-clipboard-deps failed" >&2
 cargo clippy -p vmmdev-svc-clipboard --features desktop --all-targets -- -D warnings
+cargo clippy -p vmmdev-host-options -p vmmdev-vfio-user -p vmmdev-monitor --features desktop-clipboard \
+    --all-targets -- -D warnings
 cargo test -p vmmdev-svc-clipboard --features desktop --test desktop
+cargo test -p vmmdev-host-options --features desktop-clipboard --test desktop_clipboard

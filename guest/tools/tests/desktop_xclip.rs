@@ -6,10 +6,7 @@
 mod inproc_driver;
 
 use std::ffi::OsString;
-use std::io::Write;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use inproc_driver::InprocDriver;
 use vmmdev_guest_ioctl::Device;
@@ -18,111 +15,19 @@ use vmmdev_guest_tools::clipboard::bridge::Bridge;
 use vmmdev_guest_tools::clipboard::desktop::{self, DesktopClipboard, Session, ToolClipboard};
 use vmmdev_hgcm::{Hgcm, HgcmConfig, Parm};
 use vmmdev_svc_clipboard::{ClipboardHost, Content, SERVICE_NAME};
+use vmmdev_test_xvfb::{Xvfb, available};
 
-/// Whether `program` is on the PATH.
-fn installed(program: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
-}
-
-/// Whether the test can run; says why not when it cannot.
-fn x11_available(test: &str) -> bool {
-    let missing: Vec<&str> = ["Xvfb", "xclip"]
-        .into_iter()
-        .filter(|program| !installed(program))
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    eprintln!(
-        "SKIPPED {test}: {} not installed (tests/scripts/install-desktop-clipboard-deps.sh)",
-        missing.join(" and ")
-    );
-    false
-}
-
-/// An Xvfb server on its own display, killed on drop (which also ends the xclip servers on it).
-struct Xvfb {
-    child: Child,
-    display: String,
-}
-
-impl Xvfb {
-    /// Starts Xvfb on a display number of this process and `slot`.
-    fn start(slot: u32) -> Self {
-        let display = format!(":{}", 300 + (std::process::id() % 300) * 4 + slot);
-        let child = Command::new("Xvfb")
-            .args([
-                display.as_str(),
-                "-nolisten",
-                "tcp",
-                "-screen",
-                "0",
-                "64x64x24",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb starts");
-        let socket = format!("/tmp/.X11-unix/X{}", &display[1..]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !Path::new(&socket).exists() {
-            assert!(
-                Instant::now() < deadline,
-                "Xvfb did not come up on {display}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, display }
-    }
-
-    /// The bridge's clipboard tool for this display.
-    fn clipboard(&self) -> ToolClipboard {
-        let display = OsString::from(&self.display);
-        let path = std::env::var_os("PATH");
-        let found = desktop::detect(
-            |name| (name == "DISPLAY").then(|| display.clone()),
-            path.as_deref(),
-        )
-        .expect("xclip is found");
-        assert_eq!(found.session(), Session::X11);
-        found
-    }
-
-    /// An X application copies `data` as `target` (xclip keeps serving it in the background).
-    fn copy(&self, target: &str, data: &[u8]) {
-        let mut child = Command::new("xclip")
-            .args(["-selection", "clipboard", "-i", "-t", target])
-            .env("DISPLAY", &self.display)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("xclip runs");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(data)
-            .expect("write to xclip");
-        assert!(child.wait().expect("xclip forks and exits").success());
-    }
-
-    /// An X application pastes `target`.
-    fn paste(&self, target: &str) -> Vec<u8> {
-        Command::new("xclip")
-            .args(["-selection", "clipboard", "-o", "-t", target])
-            .env("DISPLAY", &self.display)
-            .output()
-            .expect("xclip runs")
-            .stdout
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The bridge's clipboard tool for `x`'s display.
+fn tool_clipboard(x: &Xvfb) -> ToolClipboard {
+    let display = OsString::from(x.display());
+    let path = std::env::var_os("PATH");
+    let found = desktop::detect(
+        |name| (name == "DISPLAY").then(|| display.clone()),
+        path.as_deref(),
+    )
+    .expect("xclip is found");
+    assert_eq!(found.session(), Session::X11);
+    found
 }
 
 /// A 1x1 24-bit BMP file.
@@ -140,11 +45,11 @@ fn bmp() -> Vec<u8> {
 
 #[test]
 fn xclip_carries_text_html_and_bitmaps_through_the_x_clipboard() {
-    if !x11_available("xclip_carries_text_html_and_bitmaps_through_the_x_clipboard") {
+    if !available("xclip_carries_text_html_and_bitmaps_through_the_x_clipboard") {
         return;
     }
     let x = Xvfb::start(0);
-    let clipboard = x.clipboard();
+    let clipboard = tool_clipboard(&x);
     clipboard
         .write(Format::UnicodeText, "Grüße ✓\nzwei".as_bytes())
         .unwrap();
@@ -162,7 +67,7 @@ fn xclip_carries_text_html_and_bitmaps_through_the_x_clipboard() {
 
 #[test]
 fn the_bridge_syncs_a_real_x_clipboard_with_the_host_both_ways() {
-    if !x11_available("the_bridge_syncs_a_real_x_clipboard_with_the_host_both_ways") {
+    if !available("the_bridge_syncs_a_real_x_clipboard_with_the_host_both_ways") {
         return;
     }
     let x = Xvfb::start(1);
@@ -177,7 +82,7 @@ fn the_bridge_syncs_a_real_x_clipboard_with_the_host_both_ways() {
     let client = ClipboardClient::connect(&device).unwrap();
     let bridge = Bridge::new(
         &client,
-        x.clipboard(),
+        tool_clipboard(&x),
         Box::new(|message| panic!("{message}")),
     );
     bridge.prime();

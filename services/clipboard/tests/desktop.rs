@@ -6,105 +6,22 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use vmmdev_protocol::status::Status;
 use vmmdev_svc_clipboard::{Content, DesktopSync, Format};
-
-fn installed(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// An Xvfb server on a free display, killed on drop.
-struct Xvfb {
-    child: Child,
-    display: String,
-}
-
-impl Xvfb {
-    fn start() -> Xvfb {
-        let display = format!(":{}", 90 + std::process::id() % 100);
-        let child = Command::new("Xvfb")
-            .args([
-                display.as_str(),
-                "-nolisten",
-                "tcp",
-                "-screen",
-                "0",
-                "64x64x24",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb starts");
-        let socket = format!("/tmp/.X11-unix/X{}", &display[1..]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::path::Path::new(&socket).exists() {
-            assert!(Instant::now() < deadline, "Xvfb did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Xvfb { child, display }
-    }
-
-    fn xclip_out(&self, target: &str) -> String {
-        let output = Command::new("xclip")
-            .args(["-o", "-selection", "clipboard", "-t", target])
-            .env("DISPLAY", &self.display)
-            .output()
-            .expect("xclip runs");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn xclip_in(&self, text: &str) {
-        let mut child = Command::new("xclip")
-            .args(["-i", "-selection", "clipboard"])
-            .env("DISPLAY", &self.display)
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("xclip runs");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(text.as_bytes())
-            .expect("write");
-        child.wait().expect("xclip forks and exits");
-        // The forked xclip takes the selection a moment later: wait until it serves the text.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.xclip_out("UTF8_STRING") != text {
-            assert!(Instant::now() < deadline, "xclip never took the clipboard");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use vmmdev_test_xvfb::{Xvfb, available};
 
 #[test]
 fn desktop_clipboard_carries_text_both_ways() {
-    if !installed("Xvfb") || !installed("xclip") {
-        eprintln!(
-            "SKIPPED desktop_clipboard_carries_text_both_ways: Xvfb or xclip is not installed \
-             (tests/scripts/install-desktop-clipboard-deps.sh)"
-        );
+    if !available("desktop_clipboard_carries_text_both_ways") {
         return;
     }
-    let x = Xvfb::start();
+    let x = Xvfb::start(0);
     // SAFETY: set before the service (and its X connection) starts; this test binary has no other
     // test that reads the environment concurrently.
-    unsafe { std::env::set_var("DISPLAY", &x.display) };
+    unsafe { std::env::set_var("DISPLAY", x.display()) };
     let f = Fixture::new("mode=bidirectional,backend=desktop");
     let guest = f.modern();
 
@@ -115,10 +32,10 @@ fn desktop_clipboard_carries_text_both_ways() {
             ..Content::default()
         })
         .expect("set");
-    assert_eq!(x.xclip_out("UTF8_STRING"), "Grüße vom Host");
+    x.wait_for("UTF8_STRING", "Grüße vom Host".as_bytes());
 
     // Desktop → guest: a host application copies; the sync tells the guest, which reads it.
-    x.xclip_in("copied on the desktop");
+    x.copy("UTF8_STRING", "copied on the desktop".as_bytes());
     guest.drain();
     f.host().sync_host().expect("sync");
     assert_eq!(guest.get_formats().0, Status::VINF_SUCCESS);
@@ -136,11 +53,11 @@ fn desktop_clipboard_carries_text_both_ways() {
         Status::VINF_SUCCESS
     );
     reader.join().expect("reader").expect("read");
-    assert_eq!(x.xclip_out("UTF8_STRING"), "vom Gast\n");
+    x.wait_for("UTF8_STRING", "vom Gast\n".as_bytes());
 
     // The sync does both without being asked: a desktop copy reaches the guest...
     let _sync = DesktopSync::start(f.host(), Duration::from_millis(20)).expect("sync thread");
-    x.xclip_in("copied again");
+    x.copy("UTF8_STRING", "copied again".as_bytes());
     let (_, parked) = guest.peek_wait();
     parked
         .recv_timeout(DEADLINE)
@@ -159,12 +76,5 @@ fn desktop_clipboard_carries_text_both_ways() {
         guest.write(context, format, &utf16("zweite Kopie\0")),
         Status::VINF_SUCCESS
     );
-    let deadline = Instant::now() + DEADLINE;
-    while x.xclip_out("UTF8_STRING") != "zweite Kopie" {
-        assert!(
-            Instant::now() < deadline,
-            "the guest's copy never reached the desktop"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    x.wait_for("UTF8_STRING", "zweite Kopie".as_bytes());
 }

@@ -93,6 +93,17 @@ pub struct HostOptions {
     #[arg(long = "clipboard-mode", value_name = "MODE", value_parser = parse_clipboard_mode)]
     pub clipboard_mode: Option<vmmdev_svc_clipboard::Mode>,
 
+    /// What holds the host side of the shared clipboard: memory (the default: headless, driven by
+    /// the control endpoint) or desktop (the host desktop's clipboard through DISPLAY or
+    /// WAYLAND_DISPLAY, kept in step with the guest both ways; needs a build with the cargo feature
+    /// desktop-clipboard).
+    #[arg(
+        long = "clipboard-backend",
+        value_name = "BACKEND",
+        value_parser = parse_clipboard_backend
+    )]
+    pub clipboard_backend: Option<ClipboardBackend>,
+
     /// Registers no built-in service (by default "Echo", the example service,
     /// "VBoxGuestPropSvc", the guest properties, "VBoxSharedFolders" and "VBoxSharedClipboard" are
     /// built in).
@@ -114,6 +125,13 @@ pub struct Share {
     /// Which symbolic links the guest may create.
     pub symlinks: SymlinkPolicy,
 }
+
+/// A `--clipboard-backend` option.
+pub type ClipboardBackend = vmmdev_svc_clipboard::config::BackendKind;
+
+/// How often the desktop clipboard and the guests are brought in step (`--clipboard-backend
+/// desktop`): a copy on either side reaches the other within this time.
+pub const DESKTOP_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A `--guest-property` option.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,6 +191,20 @@ pub enum HostSetupError {
     /// The `--control` endpoint could not start.
     #[error("--control")]
     Control(#[source] vmmdev_control::ServerError),
+    /// `--clipboard-backend desktop`, but the desktop's clipboard cannot be opened.
+    #[error(
+        "--clipboard-backend desktop: the host desktop's clipboard cannot be opened \
+         (DISPLAY={display:?}, WAYLAND_DISPLAY={wayland:?}; the log has the details)"
+    )]
+    DesktopClipboard {
+        /// `DISPLAY` as this process sees it.
+        display: Option<String>,
+        /// `WAYLAND_DISPLAY` as this process sees it.
+        wayland: Option<String>,
+    },
+    /// The thread that keeps the desktop clipboard in step could not start.
+    #[error("--clipboard-backend desktop: cannot start the sync thread")]
+    DesktopSync(#[source] std::io::Error),
     /// A `--plugin` could not be loaded; this is the user's argument, so binaries report it as a usage
     /// error.
     #[error("--plugin {plugin}")]
@@ -188,10 +220,26 @@ pub enum HostSetupError {
 impl HostOptions {
     /// The first option naming a service this build does not have, as a message.
     pub fn unsupported(&self) -> Option<String> {
+        if self.clipboard_backend == Some(ClipboardBackend::Desktop)
+            && !cfg!(feature = "desktop-clipboard")
+        {
+            return Some(
+                "--clipboard-backend desktop: this build has no desktop clipboard (build with \
+                 the cargo feature desktop-clipboard)"
+                    .to_owned(),
+            );
+        }
         if self.no_default_services {
             if self.clipboard_mode.is_some() {
                 return Some(
                     "--clipboard-mode: needs the built-in shared clipboard service, which \
+                     --no-default-services leaves out"
+                        .to_owned(),
+                );
+            }
+            if self.clipboard_backend.is_some() {
+                return Some(
+                    "--clipboard-backend: needs the built-in shared clipboard service, which \
                      --no-default-services leaves out"
                         .to_owned(),
                 );
@@ -276,15 +324,26 @@ impl HostOptions {
             let mode = self
                 .clipboard_mode
                 .unwrap_or(vmmdev_svc_clipboard::Mode::BIDIRECTIONAL);
+            let desktop = self.clipboard_backend == Some(ClipboardBackend::Desktop);
             let config = format!(
-                "mode={}",
-                vmmdev_svc_clipboard::config::mode_name(mode).unwrap_or("off")
+                "mode={},backend={}",
+                vmmdev_svc_clipboard::config::mode_name(mode).unwrap_or("off"),
+                if desktop { "desktop" } else { "memory" }
             );
             let name = hgcm
                 .register_builtin(vmmdev_svc_clipboard::clipboard_entry, &config)
-                .map_err(|source| HostSetupError::Builtin {
-                    service: vmmdev_svc_clipboard::SERVICE_NAME,
-                    source,
+                .map_err(|source| {
+                    if desktop {
+                        HostSetupError::DesktopClipboard {
+                            display: std::env::var("DISPLAY").ok(),
+                            wayland: std::env::var("WAYLAND_DISPLAY").ok(),
+                        }
+                    } else {
+                        HostSetupError::Builtin {
+                            service: vmmdev_svc_clipboard::SERVICE_NAME,
+                            source,
+                        }
+                    }
                 })?;
             log::info!("built-in service {name:?} registered ({config})");
         }
@@ -308,6 +367,30 @@ impl HostOptions {
         ControlServer::start(path, Control::new(hgcm.clone()))
             .map(Some)
             .map_err(HostSetupError::Control)
+    }
+
+    /// Starts keeping the desktop clipboard and the guests in step, if `--clipboard-backend
+    /// desktop` asked for it (every [`DESKTOP_SYNC_INTERVAL`]); it runs until dropped. Call it on
+    /// the framework [`HostOptions::build_hgcm`] built.
+    pub fn start_clipboard_sync(
+        &self,
+        hgcm: &Hgcm,
+    ) -> Result<Option<vmmdev_svc_clipboard::DesktopSync>, HostSetupError> {
+        if self.clipboard_backend != Some(ClipboardBackend::Desktop) || self.no_default_services {
+            return Ok(None);
+        }
+        let hgcm = hgcm.clone();
+        let client =
+            vmmdev_svc_clipboard::ClipboardHost::new(move |function, params: &mut [Parm]| {
+                hgcm.host_call(vmmdev_svc_clipboard::SERVICE_NAME, function, params)
+            });
+        let sync = vmmdev_svc_clipboard::DesktopSync::start(client, DESKTOP_SYNC_INTERVAL)
+            .map_err(HostSetupError::DesktopSync)?;
+        log::info!(
+            "shared clipboard: the desktop's clipboard is synced every {} ms",
+            DESKTOP_SYNC_INTERVAL.as_millis()
+        );
+        Ok(Some(sync))
     }
 }
 
@@ -380,14 +463,22 @@ fn parse_policy_rule(text: &str) -> Result<String, String> {
         .map_err(|error| error.to_string())
 }
 
-/// A `--property-store` file: its directory must exist, and the path must not contain a comma (the
-/// service's configuration is a comma-separated list).
 fn parse_clipboard_mode(text: &str) -> Result<vmmdev_svc_clipboard::Mode, String> {
     vmmdev_svc_clipboard::config::parse_mode(text).ok_or_else(|| {
         format!("unknown mode {text:?} (off, host-to-guest, guest-to-host, bidirectional)")
     })
 }
 
+fn parse_clipboard_backend(text: &str) -> Result<ClipboardBackend, String> {
+    match text {
+        "memory" => Ok(ClipboardBackend::Memory),
+        "desktop" => Ok(ClipboardBackend::Desktop),
+        _ => Err(format!("unknown backend {text:?} (memory, desktop)")),
+    }
+}
+
+/// A `--property-store` file: its directory must exist, and the path must not contain a comma (the
+/// service's configuration is a comma-separated list).
 fn parse_store(text: &str) -> Result<PathBuf, String> {
     if text.is_empty() {
         return Err("the property store path is empty".to_owned());
@@ -790,6 +881,45 @@ mod tests {
             .unsupported()
             .unwrap();
         assert!(refused.starts_with("--clipboard-mode"), "{refused}");
+    }
+
+    #[test]
+    fn clipboard_backend_parses_and_is_refused_where_it_cannot_work() {
+        let error = parse(&["--clipboard-backend", "x11"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown backend \"x11\""), "{error}");
+        let memory = parse(&["--clipboard-backend", "memory"]).unwrap();
+        assert_eq!(memory.clipboard_backend, Some(ClipboardBackend::Memory));
+        assert_eq!(memory.unsupported(), None);
+        let refused = parse(&["--no-default-services", "--clipboard-backend", "memory"])
+            .unwrap()
+            .unsupported()
+            .unwrap();
+        assert!(refused.starts_with("--clipboard-backend"), "{refused}");
+        let desktop = parse(&["--clipboard-backend", "desktop"]).unwrap();
+        if cfg!(feature = "desktop-clipboard") {
+            assert_eq!(desktop.unsupported(), None);
+        } else {
+            let refused = desktop.unsupported().unwrap();
+            assert!(
+                refused.contains("build with the cargo feature desktop-clipboard"),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_desktop_backend_starts_a_sync_thread() {
+        for args in [&[][..], &["--clipboard-backend", "memory"][..]] {
+            let host = parse(args).unwrap();
+            let hgcm = host.build_hgcm().unwrap();
+            assert!(
+                host.start_clipboard_sync(&hgcm).unwrap().is_none(),
+                "{args:?}"
+            );
+            hgcm.shutdown();
+        }
     }
 
     #[test]

@@ -50,6 +50,10 @@ fn run(started: Instant) -> Result<u8, Exit> {
         .host
         .start_control(&hgcm)
         .map_err(|e| Exit::failure(error_chain(&e)))?;
+    let clipboard_sync = cli
+        .host
+        .start_clipboard_sync(&hgcm)
+        .map_err(Exit::from_setup)?;
     let stop: Arc<OnceLock<StopHandle>> = Arc::new(OnceLock::new());
     let terminal = terminal::RawTerminal::enter_if_tty();
     let console_input = terminal::EscapeReader::new(std::io::stdin(), {
@@ -107,6 +111,7 @@ fn run(started: Instant) -> Result<u8, Exit> {
             .map_err(|e| Exit::failure(format!("--request-log {}: {e}", path.display())))?;
     }
     drop(vm);
+    drop(clipboard_sync);
     drop(control);
     hgcm.shutdown();
     Ok(match exit {

@@ -33,6 +33,10 @@ fn run() -> Result<(), Exit> {
         .host
         .start_control(&hgcm)
         .map_err(|e| Exit::failure(error_chain(&e)))?;
+    let clipboard_sync = cli
+        .host
+        .start_clipboard_sync(&hgcm)
+        .map_err(Exit::from_setup)?;
 
     let server = VfioUserServer::new(&cli.socket, hgcm.clone(), Default::default())
         .map_err(|e| Exit::failure(error_chain(&e)))?;
@@ -55,6 +59,7 @@ fn run() -> Result<(), Exit> {
         server.interrupt_counts().unmasks
     );
     drop(server);
+    drop(clipboard_sync);
     drop(control);
     hgcm.shutdown();
     served.map_err(|e| Exit::failure(error_chain(&e)))
