@@ -4,10 +4,12 @@
 # properties readable, the host's clipboard text readable in the guest. While it runs, the VM's control
 # socket takes `vmmdev-ctl` commands from another terminal (the demo prints the path).
 #
-# Usage: tests/demo.sh [--backend auto|kvm|qemu] [--share DIR]
+# Usage: tests/demo.sh [--backend auto|kvm|qemu] [--share DIR] [--desktop-clipboard]
 #   --backend  auto (default): the reference KVM monitor where KVM has hardware virtualization (vmx/svm in
 #              /proc/cpuinfo), QEMU/TCG with the vfio-user server otherwise. kvm or qemu forces one.
 #   --share    the host directory shared as "demo" (default: a demo directory in the cache)
+#   --desktop-clipboard  share this desktop's clipboard (DISPLAY or WAYLAND_DISPLAY) instead of an
+#              in-memory one; the demo's greeting replaces what the clipboard held.
 # In the guest: 'exit' powers off. Under QEMU, Ctrl-A x quits at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,15 +19,20 @@ say() { printf 'demo: %s\n' "$*" >&2; }
 
 backend=auto
 share_dir=""
+desktop_clipboard=false
 while [ $# -gt 0 ]; do
     case "$1" in
     --backend) backend="${2:?--backend needs auto, kvm or qemu}"; shift ;;
     --share) share_dir="${2:?--share needs a directory}"; shift ;;
-    -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --desktop-clipboard) desktop_clipboard=true ;;
+    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
     esac
     shift
 done
+if "$desktop_clipboard" && [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
+    die "--desktop-clipboard: neither DISPLAY nor WAYLAND_DISPLAY is set"
+fi
 
 case "$backend" in
 auto)
@@ -72,6 +79,12 @@ host_args=(
     --guest-property "/Demo/Greeting=Hello from the host, through VBoxGuestPropSvc."
     --guest-property "/Demo/StartedAt=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 )
+# The host side of the clipboard: in memory, or this desktop's (binaries built with its cargo feature).
+vmm_features=()
+if "$desktop_clipboard"; then
+    vmm_features=(--features desktop-clipboard)
+    host_args+=(--clipboard-backend desktop)
+fi
 # What the guest does before its shell: load the additions, mount the share, show the properties.
 guest_steps="vboxguest-load,vboxguest-probe,vboxsf-load,demo-mount,demo-properties,demo-clipboard"
 guest_params="vmmdev.mount=demo"
@@ -94,7 +107,7 @@ case "$backend" in
 qemu)
     qemu=$(tests/scripts/provision-qemu.sh)
     say "building the vfio-user server"
-    cargo build -q -p vmmdev-vfio-user --bin vmmdev-vfio-user
+    cargo build -q -p vmmdev-vfio-user --bin vmmdev-vfio-user "${vmm_features[@]}"
     server_args=()
     for arg in "${host_args[@]}"; do server_args+=(--server-arg "$arg"); done
     say "booting; the guest prints @@READY when its shell is up"
@@ -104,7 +117,7 @@ qemu)
     ;;
 kvm)
     say "building the reference KVM monitor"
-    cargo build -q --release -p vmmdev-monitor --bin vmmdev-monitor
+    cargo build -q --release -p vmmdev-monitor --bin vmmdev-monitor "${vmm_features[@]}"
     say "booting; the guest prints @@READY when its shell is up"
     exec "$target_dir/release/vmmdev-monitor" --kernel "$guest_dir/vmlinux" --initrd "$image_dir/initrd.cpio.gz" \
         --append "quiet panic=-1 vmmdev.mode=demo vmmdev.steps=$guest_steps $guest_params vmmdev.exit=reboot" \
