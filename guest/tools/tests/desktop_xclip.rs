@@ -48,7 +48,7 @@ fn xclip_carries_text_html_and_bitmaps_through_the_x_clipboard() {
     if !available("xclip_carries_text_html_and_bitmaps_through_the_x_clipboard") {
         return;
     }
-    let x = Xvfb::start(0);
+    let x = Xvfb::start();
     let clipboard = tool_clipboard(&x);
     clipboard
         .write(Format::UnicodeText, "Grüße ✓\nzwei".as_bytes())
@@ -70,7 +70,7 @@ fn the_bridge_syncs_a_real_x_clipboard_with_the_host_both_ways() {
     if !available("the_bridge_syncs_a_real_x_clipboard_with_the_host_both_ways") {
         return;
     }
-    let x = Xvfb::start(1);
+    let x = Xvfb::start();
     let hgcm = Hgcm::new(HgcmConfig::default());
     hgcm.register_builtin(vmmdev_svc_clipboard::clipboard_entry, "mode=bidirectional")
         .expect("register the clipboard service");

@@ -34,6 +34,14 @@ pub trait Backend: Send + std::fmt::Debug {
         false
     }
 
+    /// Whether the content may have changed outside the service since the last call, so SYNC_HOST
+    /// must load and compare it. A backend that learns of changes cheaply (the X11 desktop through
+    /// XFixes) answers `false` while nothing happened and spares the comparison; the default is
+    /// [`Backend::changes_outside`].
+    fn take_outside_change(&mut self) -> bool {
+        self.changes_outside()
+    }
+
     /// The formats the content holds.
     fn formats(&mut self) -> Result<Formats, BackendError> {
         Ok(self.load()?.formats())

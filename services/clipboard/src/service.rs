@@ -297,7 +297,7 @@ impl Clipboard {
     /// SYNC_HOST: if the backend's content changed behind the service's back (a desktop
     /// application copied something), the host owns the clipboard and the guest is told.
     fn sync_host(&mut self) -> Result<Status, CallError> {
-        if !self.backend.changes_outside() {
+        if !self.backend.take_outside_change() {
             return Ok(Status::VINF_SUCCESS);
         }
         let content = self.backend.load()?;

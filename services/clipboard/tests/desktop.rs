@@ -6,11 +6,12 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use vmmdev_protocol::status::Status;
-use vmmdev_svc_clipboard::{Content, DesktopSync, Format};
+use vmmdev_svc_clipboard::desktop::DesktopBackend;
+use vmmdev_svc_clipboard::{Backend, Content, DesktopSync, Format, Formats};
 use vmmdev_test_xvfb::{Xvfb, available};
 
 #[test]
@@ -18,7 +19,7 @@ fn desktop_clipboard_carries_text_both_ways() {
     if !available("desktop_clipboard_carries_text_both_ways") {
         return;
     }
-    let x = Xvfb::start(0);
+    let x = Xvfb::start();
     // SAFETY: set before the service (and its X connection) starts; this test binary has no other
     // test that reads the environment concurrently.
     unsafe { std::env::set_var("DISPLAY", x.display()) };
@@ -77,4 +78,22 @@ fn desktop_clipboard_carries_text_both_ways() {
         Status::VINF_SUCCESS
     );
     x.wait_for("UTF8_STRING", "zweite Kopie".as_bytes());
+
+    // On X11 the backend learns of copies from the server: a quiet sync reads nothing, a copy
+    // makes exactly one sync due.
+    let mut backend = DesktopBackend::open().expect("the backend opens");
+    assert!(backend.take_outside_change(), "the first sync compares");
+    assert!(!backend.take_outside_change(), "nothing happened since");
+    x.copy("UTF8_STRING", "dritte Kopie".as_bytes());
+    let deadline = Instant::now() + DEADLINE;
+    while !backend.take_outside_change() {
+        assert!(Instant::now() < deadline, "the copy was never noticed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!backend.take_outside_change(), "one copy, one sync");
+    assert_eq!(backend.formats().expect("formats"), Formats::UNICODETEXT);
+    assert_eq!(
+        backend.load().expect("load").text.as_deref(),
+        Some("dritte Kopie")
+    );
 }

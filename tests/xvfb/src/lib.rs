@@ -9,15 +9,14 @@
 //! use vmmdev_test_xvfb::{Xvfb, available};
 //!
 //! if available("example") {
-//!     let x = Xvfb::start(0);
+//!     let x = Xvfb::start();
 //!     x.copy("UTF8_STRING", b"hello");
 //!     assert_eq!(x.paste("UTF8_STRING"), b"hello");
 //! }
 //! ```
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long the server and xclip get to come up.
@@ -45,43 +44,47 @@ pub fn available(test: &str) -> bool {
     false
 }
 
-/// An Xvfb server on a display of its own, killed on drop (which also ends the xclip processes
+/// An Xvfb server on a display of its own, stopped on drop (which also ends the xclip processes
 /// serving selections on it).
 #[derive(Debug)]
 pub struct Xvfb {
     child: Child,
     display: String,
+    /// Xvfb's standard output, kept open so that the server never writes into a closed pipe.
+    _output: BufReader<ChildStdout>,
 }
 
 impl Xvfb {
-    /// Starts Xvfb on a display derived from this process and `slot` (one test binary can run a
-    /// few servers at once with different slots, 0 to 3); panics if it does not come up.
-    pub fn start(slot: u32) -> Xvfb {
-        let display = format!(":{}", 300 + (std::process::id() % 300) * 4 + slot % 4);
-        let child = Command::new("Xvfb")
+    /// Starts Xvfb on a free display, which the server picks and reports once it accepts
+    /// connections (`-displayfd`); panics if it does not come up.
+    pub fn start() -> Xvfb {
+        let mut child = Command::new("Xvfb")
             .args([
-                display.as_str(),
+                "-displayfd",
+                "1",
                 "-nolisten",
                 "tcp",
                 "-screen",
                 "0",
                 "64x64x24",
             ])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("Xvfb starts");
-        let server = Xvfb { child, display };
-        let socket = format!("/tmp/.X11-unix/X{}", &server.display[1..]);
-        let deadline = Instant::now() + DEADLINE;
-        while !Path::new(&socket).exists() {
-            assert!(
-                Instant::now() < deadline,
-                "Xvfb did not come up on {}",
-                server.display
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut output = BufReader::new(child.stdout.take().expect("Xvfb's standard output"));
+        let mut number = String::new();
+        let read = output.read_line(&mut number);
+        let number = number.trim().to_owned();
+        let server = Xvfb {
+            child,
+            display: format!(":{number}"),
+            _output: output,
+        };
+        assert!(
+            read.is_ok() && !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()),
+            "Xvfb did not report a display (it printed {number:?})"
+        );
         server
     }
 
@@ -146,7 +149,21 @@ impl Xvfb {
 }
 
 impl Drop for Xvfb {
+    /// Stops the server with SIGTERM, so it removes its lock file and socket (a killed one leaves
+    /// them behind), and kills it if it has not gone after a while.
     fn drop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) with a valid signal number only sends a signal; `pid` is our own
+            // child, not yet reaped, so it cannot name another process.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + DEADLINE;
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

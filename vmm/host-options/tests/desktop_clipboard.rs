@@ -51,7 +51,7 @@ fn desktop_backend_carries_copies_both_ways_and_names_a_missing_display() {
         "{error}"
     );
 
-    let x = Xvfb::start(0);
+    let x = Xvfb::start();
     // SAFETY: as above.
     unsafe { std::env::set_var("DISPLAY", x.display()) };
     let hgcm = host.build_hgcm().expect("the desktop clipboard opens");
