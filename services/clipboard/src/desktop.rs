@@ -16,7 +16,7 @@
 //!
 //! Reading the desktop's content costs a new X connection per read, and megabytes held by another
 //! application take `arboard` a long time (INCR transfers). So on X11 the backend watches the
-//! clipboard's owner with XFixes ([`OwnerWatch`]) on a connection of its own and loads the content
+//! clipboard's owner with XFixes (`OwnerWatch`) on a connection of its own and loads the content
 //! only after an application took the clipboard; a sync tick with nothing new is one non-blocking
 //! read of that connection. Where the watch cannot run (Wayland, no XFixes) every tick compares
 //! the content.
