@@ -5,7 +5,8 @@
 //! the same host configuration; this crate is its one definition. A binary flattens [`HostOptions`] into
 //! its clap parser, refuses what this build cannot honour with [`HostOptions::unsupported`], and builds the
 //! HGCM framework with [`HostOptions::build_hgcm`], then starts the `--control` endpoint over it with
-//! [`HostOptions::start_control`].
+//! [`HostOptions::start_control`] and, for `--clipboard-backend desktop`, the desktop clipboard's sync
+//! with [`HostOptions::start_clipboard_sync`].
 //!
 //! Every value is validated while parsing, so a bad argument is reported as one line before anything is
 //! started. Options for services the project does not have yet are validated and then refused
