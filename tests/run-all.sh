@@ -66,6 +66,16 @@ tests/scripts/install-desktop-clipboard-deps.sh >&2 || echo "install-desktop-cli
 section "cargo test"
 cargo test --workspace --all-targets
 
+# The fuzz crates live outside the workspace (cargo-fuzz builds them with its own flags). On the
+# stable toolchain: the services' targets replay their seeds and kept regressions, and the device's
+# target still builds. Fuzzing itself is by hand (docs/FUZZING.md).
+section "fuzz targets"
+fuzz_target_dir="$target_dir/fuzz-stable"
+cargo clippy --manifest-path services/fuzz/Cargo.toml --target-dir "$fuzz_target_dir" --all-targets \
+    -- -D warnings
+cargo test --manifest-path services/fuzz/Cargo.toml --target-dir "$fuzz_target_dir"
+cargo build --manifest-path vmm/device/fuzz/Cargo.toml --target-dir "$fuzz_target_dir"
+
 # The host's desktop clipboard: the service's backend (cargo feature `desktop`) and the binaries'
 # `--clipboard-backend desktop` (feature `desktop-clipboard`), against Xvfb with xclip as the host
 # application.

@@ -4,7 +4,7 @@
 //! share `ro` and a share `inner` whose symlinks must stay inside, next to a directory
 //! `outside/` holding a secret. Host symlinks in the shares point at the secret and at each
 //! other. Whatever the guest sends, after the input:
-//! * no buffer the service filled holds the secret's bytes;
+//! * no buffer the service filled holds the secret's bytes (unless the guest sent them);
 //! * nothing under `outside/` changed, and nothing new appeared beside the shares;
 //! * the read-only share is exactly as it was.
 
@@ -44,9 +44,11 @@ pub fn run(input: &[u8]) {
         target,
     );
     let outcomes = session.run(&script::decode(input));
-    for outcome in &outcomes {
-        for bytes in output_buffers(outcome) {
-            if bytes.windows(SECRET.len()).any(|window| window == SECRET) {
+    // A guest that sent the secret itself (libFuzzer learns it from this very comparison) may
+    // get it back from its own buffers or files.
+    if !contains_secret(input) {
+        for outcome in &outcomes {
+            if output_buffers(outcome).any(|bytes| contains_secret(&bytes)) {
                 panic!("the secret outside the shares reached the guest: {outcome:?}");
             }
         }
@@ -64,6 +66,10 @@ pub fn run(input: &[u8]) {
             before.read_only, after.read_only
         );
     }
+}
+
+fn contains_secret(bytes: &[u8]) -> bool {
+    bytes.windows(SECRET.len()).any(|window| window == SECRET)
 }
 
 /// A UTF-8 `SHFLSTRING` as the Linux driver builds it: size, length, bytes, NUL.
