@@ -8,7 +8,6 @@
 //! other: text survives the trip to the wire and back (up to the documented normalisation),
 //! the wire length is known without converting, HTML and bitmaps round-trip.
 
-use vmmdev_hgcm::Requestor;
 use vmmdev_protocol::services::clipboard::SERVICE_NAME;
 use vmmdev_protocol::services::clipboard::convert::{
     bmp_to_dib, dib_to_bmp, html_from_wire, html_to_wire, text_from_wire, text_to_wire,
@@ -16,12 +15,7 @@ use vmmdev_protocol::services::clipboard::convert::{
 };
 
 use crate::script;
-use crate::session::{Session, Target};
-
-/// Root through /dev/vboxguest.
-const ROOT: Requestor = Requestor(0x8B);
-/// A user process through /dev/vboxuser (VBoxClient runs as the desktop user).
-const USER_DEVICE: Requestor = Requestor(0x800E);
+use crate::session::{ROOT, Session, Target, USER_DEVICE};
 
 /// Runs one fuzz input against the service.
 pub fn run(input: &[u8]) {

@@ -2,16 +2,10 @@
 //! (so the requestor policy is in play) calling any function with any parameters, waits and
 //! their cancels included, while the host sets, deletes and enumerates.
 
-use vmmdev_hgcm::Requestor;
 use vmmdev_protocol::services::guest_props::SERVICE_NAME;
 
 use crate::script;
-use crate::session::{Session, Target};
-
-/// Root through /dev/vboxguest.
-const ROOT: Requestor = Requestor(0x8B);
-/// A user process through /dev/vboxuser.
-const USER_DEVICE: Requestor = Requestor(0x800E);
+use crate::session::{ROOT, Session, Target, USER_DEVICE};
 
 /// Runs one fuzz input.
 pub fn run(input: &[u8]) {

@@ -23,6 +23,13 @@ use crate::script::{Op, ParmSpec};
 /// legitimate completion time, so only a lost completion reaches it.
 const DEADLINE: Duration = Duration::from_secs(10);
 
+/// The Linux kernel driver (vboxsf's calls).
+pub const KERNEL: Requestor = Requestor(0x2);
+/// Root through /dev/vboxguest.
+pub const ROOT: Requestor = Requestor(0x8B);
+/// A user process through /dev/vboxuser (VBoxClient runs as the desktop user).
+pub const USER_DEVICE: Requestor = Requestor(0x800E);
+
 /// Set in the environment, prints each call's function and status when an input ends (to see
 /// how far a seed or a reproducer gets).
 pub const TRACE: &str = "VMMDEV_FUZZ_TRACE";

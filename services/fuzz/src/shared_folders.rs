@@ -14,16 +14,11 @@ use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use vmmdev_hgcm::Requestor;
 use vmmdev_protocol::services::shared_folders::{HostFunction, SERVICE_NAME};
 
 use crate::script;
-use crate::session::{Session, Target, output_buffers};
+use crate::session::{KERNEL, ROOT, Session, Target, output_buffers};
 
-/// The Linux vboxsf driver's requestor (kernel).
-const KERNEL: Requestor = Requestor(0x2);
-/// A user-space automounter through /dev/vboxguest as root.
-const ROOT: Requestor = Requestor(0x8B);
 /// Bytes that must never reach the guest: the content of `outside/secret`.
 pub const SECRET: &[u8] = b"vmmdev fuzz: this secret lives outside every share";
 
