@@ -83,11 +83,6 @@ impl Session {
         session
     }
 
-    /// The framework, for target-specific host operations.
-    pub fn hgcm(&self) -> &Hgcm {
-        &self.hgcm
-    }
-
     /// Runs the whole script, then the shared checks. Returns every call's outcome for the
     /// target's own checks.
     pub fn run(mut self, script: &[Op]) -> Vec<CallOutcome> {
